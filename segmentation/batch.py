@@ -1,0 +1,421 @@
+"""Step 6: run the same settings on many images and stream the results into one zip.
+
+Used by both the command line (``python -m segmentation``) and the app's Batch
+page, so the zip layout is the same everywhere::
+
+    labels/<name>.tif          uint32 label image per input
+    masks/<name>.tif           0/255 uint8 mask per input
+    overlays/<name>.png        outlines on the contrast-stretched raw image
+    measurements/<name>.csv    one row per object
+    measurements.csv           all objects, with an ``image`` column
+    summary.csv                one row per input: status, threshold, count, ...
+    errors.csv                 file and reason for every input that failed
+    settings.json              the settings used (loadable in the app)
+    segment.py                 standalone script reproducing the run
+    README.txt                 what each file is, and the versions that made it
+
+``<name>`` keeps the input's relative folder path, so two ``img.tif`` in
+different folders never collide.  A failed input never stops the others.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import multiprocessing
+import os
+import platform
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import pandas as pd
+
+from .display import downsample, downsample_factor, outline_overlay, png_bytes, stretch
+from .errors import SegmentationError
+from .export import image_outputs, script_text
+from .io import ImageReadError, is_image_name, load_plane
+from .params import Params
+from .pipeline import segment
+
+__all__ = [
+    "BatchInput",
+    "ImageOutcome",
+    "BatchReport",
+    "collect_inputs",
+    "inputs_from_zip",
+    "output_names",
+    "process_one",
+    "run_batch",
+    "SUMMARY_COLUMNS",
+]
+
+SUMMARY_COLUMNS = [
+    "image", "file", "status", "reason", "threshold_method", "threshold", "objects",
+    "mean_area_px2", "median_area_px2", "mean_area_um2", "median_area_um2",
+    "foreground_fraction", "height", "width", "pixel_size_um", "seconds", "warnings",
+]
+THUMBNAIL_SIDE = 480
+
+
+@dataclass(frozen=True)
+class BatchInput:
+    """One file to process: its name as the user sees it and where its bytes are.
+
+    `name` is a relative path such as ``"exp1/sub/img.tif"``; `source` a path
+    on disk or the file's bytes (an upload).
+    """
+
+    name: str
+    source: Path | bytes
+
+
+@dataclass
+class ImageOutcome:
+    """What one input gave: files for the zip, a summary row and a thumbnail."""
+
+    name: str
+    out_name: str
+    status: str  # "ok" or "failed"
+    reason: str = ""
+    row: dict = field(default_factory=dict)
+    files: dict[str, bytes] = field(default_factory=dict)
+    measurements: pd.DataFrame | None = None
+    thumbnail: bytes | None = None
+
+
+@dataclass
+class BatchReport:
+    """The run as a whole; `summary` has one row per input (skipped ones too)."""
+
+    zip_path: Path
+    summary: pd.DataFrame
+    errors: list[tuple[str, str]]
+    skipped: list[str]
+    thumbnails: dict[str, bytes]
+    stopped: bool
+    seconds: float
+
+    @property
+    def n_ok(self) -> int:
+        return int((self.summary["status"] == "ok").sum()) if len(self.summary) else 0
+
+
+# --- inputs -----------------------------------------------------------------
+
+
+def collect_inputs(paths: Iterable[str | os.PathLike]) -> tuple[list[BatchInput], list[str]]:
+    """Files as given and folders searched recursively.
+
+    Returns the image inputs, named by their path relative to the parent of the
+    folder given (so the folder's own name is kept), and the names of the
+    non-image files found in those folders (to list as skipped).
+
+    Raises
+    ------
+    FileNotFoundError
+        When a path does not exist.
+    """
+    inputs: list[BatchInput] = []
+    skipped: list[str] = []
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            base = path.resolve().parent
+            for file in sorted(p for p in path.rglob("*") if p.is_file()):
+                rel = file.resolve().relative_to(base).as_posix()
+                if any(part.startswith(".") for part in PurePosixPath(rel).parts):
+                    continue  # hidden files such as .DS_Store
+                if is_image_name(file.name):
+                    inputs.append(BatchInput(rel, file))
+                else:
+                    skipped.append(rel)
+        elif path.is_file():
+            inputs.append(BatchInput(path.name, path))
+        else:
+            raise FileNotFoundError(f"no such file or folder: {given}")
+    return inputs, skipped
+
+
+def inputs_from_zip(data: bytes, zip_name: str = "images.zip") -> tuple[list[BatchInput], list[str]]:
+    """Images inside an uploaded zip (others listed as skipped).
+
+    Raises
+    ------
+    ImageReadError
+        When `data` is not a readable zip file.
+    """
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile as exc:
+        raise ImageReadError(
+            f"Cannot read '{zip_name}': it is not a valid zip file. Zip the folder again and re-upload it."
+        ) from exc
+    inputs: list[BatchInput] = []
+    skipped: list[str] = []
+    with archive:
+        for info in archive.infolist():
+            name = info.filename
+            parts = PurePosixPath(name).parts
+            if info.is_dir() or any(p.startswith(".") or p == "__MACOSX" for p in parts):
+                continue
+            if is_image_name(name):
+                inputs.append(BatchInput(name, archive.read(info)))
+            else:
+                skipped.append(name)
+    return inputs, skipped
+
+
+def output_names(names: Sequence[str]) -> list[str]:
+    """Safe, unique output names: relative path without suffix, ``_2`` on clashes.
+
+    >>> output_names(["a/img.tif", "b/img.tif", "a/img.png", "../x.tif"])
+    ['a/img', 'b/img', 'a/img_2', 'x']
+    """
+    out: list[str] = []
+    used: set[str] = set()
+    for name in names:
+        parts = [p for p in PurePosixPath(name.replace("\\", "/")).parts if p not in ("", ".", "..", "/")]
+        stem = "/".join([*parts[:-1], PurePosixPath(parts[-1]).stem]) if parts else "image"
+        candidate, n = stem, 1
+        while candidate.lower() in used:
+            n += 1
+            candidate = f"{stem}_{n}"
+        used.add(candidate.lower())
+        out.append(candidate)
+    return out
+
+
+# --- one image ----------------------------------------------------------------
+
+
+def process_one(inp: BatchInput, out_name: str, params: Params) -> ImageOutcome:
+    """Read, segment and render one input. Never raises: failures become outcomes."""
+    start = time.perf_counter()
+    row: dict = {"image": out_name, "file": inp.name}
+    try:
+        image, info = load_plane(inp.source, name=inp.name, channel=params.channel, z=params.z, t=params.t)
+        if params.pixel_size_um is None and info.pixel_size_um is not None:
+            params = params.replace(pixel_size_um=info.pixel_size_um)
+        result = segment(image, params, name=inp.name)
+        files = image_outputs(result, out_name)
+        step = downsample_factor(image.shape, THUMBNAIL_SIDE)
+        thumb = outline_overlay(stretch(downsample(image, step)), downsample(result.labels, step))
+        row.update(
+            status="ok",
+            reason="",
+            height=image.shape[0],
+            width=image.shape[1],
+            pixel_size_um=params.pixel_size_um,
+            warnings=" | ".join(result.warnings),
+            **result.summary,
+        )
+        measurements = result.measurements.copy()
+        measurements.insert(0, "image", out_name)
+        outcome = ImageOutcome(inp.name, out_name, "ok", "", row, files, measurements, png_bytes(thumb))
+    except (ImageReadError, SegmentationError, ValueError) as exc:
+        outcome = ImageOutcome(inp.name, out_name, "failed", str(exc), row)
+    except MemoryError:
+        outcome = ImageOutcome(inp.name, out_name, "failed", "not enough memory for this image", row)
+    except Exception as exc:  # noqa: BLE001 - one bad file must never stop a batch
+        outcome = ImageOutcome(inp.name, out_name, "failed", f"unexpected error: {type(exc).__name__}: {exc}", row)
+    if outcome.status == "failed":
+        row.update(status="failed", reason=outcome.reason)
+    row["seconds"] = round(time.perf_counter() - start, 3)
+    return outcome
+
+
+# --- the zip --------------------------------------------------------------------
+
+
+class _ZipWriter:
+    """Streams outcomes into a zip on disk as they arrive; tables at the end."""
+
+    def __init__(self, path: Path, params: Params):
+        self.path = path
+        self.params = params
+        self.zip = zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1)
+        self.tmp = tempfile.TemporaryDirectory(prefix="batch-")
+        self.measurement_files: list[Path] = []
+        self.columns: list[str] = []
+
+    def add(self, outcome: ImageOutcome) -> None:
+        for arc, data in outcome.files.items():
+            # TIFFs are zlib-compressed and PNGs deflated already
+            self.zip.writestr(arc, data, compress_type=zipfile.ZIP_STORED if arc.endswith((".tif", ".png")) else zipfile.ZIP_DEFLATED)
+        if outcome.measurements is not None:
+            part = Path(self.tmp.name) / f"{len(self.measurement_files)}.csv"
+            outcome.measurements.to_csv(part, index=False)
+            self.measurement_files.append(part)
+            self.columns += [c for c in outcome.measurements.columns if c not in self.columns]
+
+    def close(self, summary: pd.DataFrame, errors: list[tuple[str, str]]) -> None:
+        entry = zipfile.ZipInfo("measurements.csv", time.localtime()[:6])
+        entry.compress_type = zipfile.ZIP_DEFLATED
+        with self.zip.open(entry, "w") as raw, io.TextIOWrapper(raw, "utf-8", newline="") as out:
+            writer = csv.DictWriter(out, fieldnames=self.columns or ["image", "label"])
+            writer.writeheader()
+            for part in self.measurement_files:
+                with open(part, newline="", encoding="utf-8") as f:
+                    writer.writerows(csv.DictReader(f))
+        self.zip.writestr("summary.csv", summary.to_csv(index=False))
+        if errors:
+            self.zip.writestr("errors.csv", pd.DataFrame(errors, columns=["file", "reason"]).to_csv(index=False))
+        self.zip.writestr("settings.json", self.params.to_json())
+        self.zip.writestr("segment.py", script_text(self.params))
+        self.zip.writestr("README.txt", readme_text(self.params, summary))
+        self.zip.close()
+        self.tmp.cleanup()
+
+
+def readme_text(params: Params, summary: pd.DataFrame) -> str:
+    """README.txt for the results zip: what each file is and what made it."""
+    import scipy
+    import skimage
+    import tifffile
+
+    from . import __version__
+
+    counts = summary["status"].value_counts().to_dict() if len(summary) else {}
+    return f"""Nuclei segmentation results
+===========================
+Made {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} by nuclei-segmentation {__version__}
+with Python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__},
+scikit-image {skimage.__version__}, tifffile {tifffile.__version__}, pandas {pd.__version__}.
+Inputs: {len(summary)} ({', '.join(f'{v} {k}' for k, v in counts.items()) or 'none'}).
+
+labels/<name>.tif        label image, uint32: 0 = background, 1..N = one nucleus each
+masks/<name>.tif         binary mask, uint8: 0 = background, 255 = nucleus
+overlays/<name>.png      yellow = outlines of the nuclei, magenta = objects removed
+                         (too small or large, touching the border, or without a seed)
+measurements/<name>.csv  one row per nucleus: area, centroid, intensities (raw image units),
+                         shape; _px = pixels, _um = micrometres (when the pixel size is known)
+measurements.csv         all nuclei of all images, with an 'image' column
+summary.csv              one row per input file: status (ok / failed / skipped), threshold used
+                         (raw intensity units), number of nuclei, mean and median area, ...
+errors.csv               (only when some files failed) file and reason
+settings.json            the settings used: load it in the app to reproduce or adjust the run
+segment.py               standalone script that reproduces the segmentation with plain
+                         scikit-image calls: python segment.py INPUT_FOLDER OUTPUT_FOLDER
+
+Settings (threshold method: {params.threshold_method}, filter: {params.filter}, split: {params.split}):
+{params.to_json()}
+"""
+
+
+# --- the run ------------------------------------------------------------------
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    # forkserver: workers fork from a clean single-threaded server, never from the
+    # (multi-threaded) app process; the pipeline modules are imported once there.
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    ctx = multiprocessing.get_context(method)
+    if method == "forkserver":
+        ctx.set_forkserver_preload(["segmentation.batch"])
+    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+
+
+def _outcomes(
+    jobs: list[tuple[BatchInput, str]], params: Params, workers: int, should_stop: Callable[[], bool]
+) -> Iterator[ImageOutcome]:
+    """Outcomes in completion order, with at most 2 x workers images in flight."""
+    if workers <= 1:
+        for inp, out_name in jobs:
+            if should_stop():
+                return
+            yield process_one(inp, out_name, params)
+        return
+    with _pool(workers) as pool:
+        pending: set[Future] = set()
+        queue = iter(jobs)
+        try:
+            while True:
+                while len(pending) < 2 * workers and not should_stop():
+                    job = next(queue, None)
+                    if job is None:
+                        break
+                    pending.add(pool.submit(process_one, job[0], job[1], params))
+                if not pending:
+                    return
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    yield fut.result()
+        finally:
+            for fut in pending:
+                fut.cancel()
+
+
+def run_batch(
+    inputs: Sequence[BatchInput],
+    params: Params,
+    out_path: str | os.PathLike,
+    *,
+    workers: int | None = None,
+    skipped: Sequence[str] = (),
+    on_progress: Callable[[int, int, ImageOutcome], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> BatchReport:
+    """Segment every input with `params` and write the results zip to `out_path`.
+
+    Parameters
+    ----------
+    inputs : sequence of BatchInput
+    params : Params
+        Applied to every image. Automatic threshold methods find each image's
+        own cutoff; set ``threshold_method='manual'`` for one fixed cutoff.
+        Without ``pixel_size_um``, each file's own calibration is used.
+    out_path : path
+        The zip to write (replaced if it exists).
+    workers : int, optional
+        Processes to use; default every core.
+    skipped : sequence of str
+        Names of non-image files, listed in the summary as skipped.
+    on_progress : callable(done, total, outcome), optional
+        Called after each image.
+    should_stop : callable() -> bool, optional
+        Checked between images; when it returns True the run stops and the zip
+        holds what is done.
+
+    Returns
+    -------
+    BatchReport
+    """
+    start = time.perf_counter()
+    workers = workers or os.cpu_count() or 1
+    should_stop = should_stop or (lambda: False)
+    out_path = Path(out_path)
+    names = output_names([i.name for i in inputs])
+    jobs = list(zip(inputs, names))
+    rows: dict[str, dict] = {}
+    errors: list[tuple[str, str]] = []
+    thumbnails: dict[str, bytes] = {}
+    writer = _ZipWriter(out_path, params)
+    stopped = False
+    try:
+        for outcome in _outcomes(jobs, params, min(workers, max(1, len(jobs))), should_stop):
+            writer.add(outcome)
+            rows[outcome.out_name] = outcome.row
+            if outcome.status == "failed":
+                errors.append((outcome.name, outcome.reason))
+            if outcome.thumbnail is not None:
+                thumbnails[outcome.out_name] = outcome.thumbnail
+            if on_progress is not None:
+                on_progress(len(rows), len(jobs), outcome)
+        stopped = len(rows) < len(jobs)
+    finally:
+        table = []
+        for inp, out_name in jobs:
+            table.append(rows.get(out_name) or {"image": out_name, "file": inp.name, "status": "not run", "reason": "the run was stopped before this file"})
+        table += [{"image": "", "file": s, "status": "skipped", "reason": "not an image file (.tif, .tiff, .png, .jpg, .jpeg)"} for s in skipped]
+        summary = pd.DataFrame(table).reindex(columns=SUMMARY_COLUMNS)
+        for col in ("objects", "height", "width"):
+            summary[col] = summary[col].astype("Int64")
+        writer.close(summary, errors)
+    return BatchReport(out_path, summary, errors, list(skipped), thumbnails, stopped, time.perf_counter() - start)

@@ -1,0 +1,114 @@
+"""Pictures for people: contrast stretch, label colours, outlines, small PNGs.
+
+Pure numpy (and Pillow for PNG encoding): the app and the exported overlays
+use the same functions.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+from skimage import segmentation
+
+__all__ = [
+    "downsample_factor",
+    "downsample",
+    "stretch",
+    "label_colors",
+    "colorize_labels",
+    "outline_overlay",
+    "png_bytes",
+]
+
+OUTLINE_RGB = (255, 220, 0)  # kept objects: yellow
+REMOVED_RGB = (255, 0, 255)  # removed by refinement: magenta
+SEED_RGB = (255, 40, 40)
+
+
+def downsample_factor(shape: tuple[int, ...], max_side: int = 1000) -> int:
+    """Integer step so that the longest side is at most `max_side` px."""
+    return max(1, int(np.ceil(max(shape[:2]) / max_side)))
+
+
+def downsample(image: np.ndarray, step: int) -> np.ndarray:
+    """Every `step`-th pixel (nearest neighbour: keeps label ids and mask values)."""
+    return image if step == 1 else image[::step, ::step]
+
+
+def stretch(image: np.ndarray, low: float = 0.5, high: float = 99.5) -> np.ndarray:
+    """Contrast-stretch to uint8 between two percentiles.
+
+    Parameters
+    ----------
+    image : (M, N) ndarray
+    low, high : float
+        Percentiles mapped to 0 and 255.
+
+    Examples
+    --------
+    >>> stretch(np.array([[0, 50, 100]]), 0, 100).tolist()
+    [[0, 127, 255]]
+    """
+    img = np.asarray(image, dtype=np.float32)
+    lo, hi = np.percentile(img, [low, high])
+    if hi <= lo:
+        hi = lo + 1
+    out = np.clip((img - lo) / (hi - lo), 0, 1) * 255
+    return out.astype(np.uint8)
+
+
+def label_colors(n: int, seed: int = 0) -> np.ndarray:
+    """(n + 1, 3) uint8 colour table; row 0 (background) is black."""
+    lut = np.random.default_rng(seed).integers(60, 256, (n + 1, 3), dtype=np.uint8)
+    lut[0] = 0
+    return lut
+
+
+def colorize_labels(labels: np.ndarray) -> np.ndarray:
+    """Distinct colours on black, as (M, N, 3) uint8."""
+    return label_colors(int(labels.max()))[labels]
+
+
+def outline_overlay(
+    image_u8: np.ndarray,
+    labels: np.ndarray,
+    removed: np.ndarray | None = None,
+    seeds: np.ndarray | None = None,
+) -> np.ndarray:
+    """Object outlines (yellow) and removed objects (magenta) on a grey image.
+
+    Parameters
+    ----------
+    image_u8 : (M, N) uint8
+        Contrast-stretched background picture.
+    labels : (M, N) int
+    removed : (M, N) bool, optional
+        Pixels dropped by refinement; their outlines are drawn in magenta.
+    seeds : (K, 2) int, optional
+        Row, column of seeds, drawn as red dots.
+    """
+    rgb = np.repeat(image_u8[..., None], 3, axis=2)
+    if removed is not None and removed.any():
+        rgb[segmentation.find_boundaries(removed, mode="inner")] = REMOVED_RGB
+    rgb[segmentation.find_boundaries(labels, mode="inner")] = OUTLINE_RGB
+    if seeds is not None and len(seeds):
+        _draw_dots(rgb, seeds, SEED_RGB)
+    return rgb
+
+
+def _draw_dots(rgb: np.ndarray, points: np.ndarray, color: tuple[int, int, int], radius: int = 1) -> None:
+    h, w = rgb.shape[:2]
+    for dr in range(-radius, radius + 1):
+        for dc in range(-radius, radius + 1):
+            r = np.clip(points[:, 0] + dr, 0, h - 1)
+            c = np.clip(points[:, 1] + dc, 0, w - 1)
+            rgb[r, c] = color
+
+
+def png_bytes(image: np.ndarray, compress_level: int = 1) -> bytes:
+    """Encode a uint8 grey or RGB array as PNG (fast, level 1)."""
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image)).save(buf, format="PNG", compress_level=compress_level)
+    return buf.getvalue()
