@@ -258,7 +258,7 @@ def read_image(
     elif isinstance(source, (str, os.PathLike)):
         content = None
         path = Path(source)
-        name = name or path.name
+        name = name or path.name or str(path)
         size, header = _probe_file(path, name)
     else:
         raise TypeError(
@@ -283,7 +283,7 @@ def read_image(
 
     stream: Any = path if content is None else io.BytesIO(content)
     if kind == "tiff":
-        data, original_axes, is_rgb, pixel_size = _read_tiff(stream, name, size)
+        data, original_axes, is_rgb, pixel_size = _read_tiff(stream, name)
     else:
         data, original_axes, is_rgb, pixel_size = _read_pillow(stream, name)
 
@@ -600,7 +600,7 @@ class _TiffDamageLog(logging.Handler):
 
 
 def _read_tiff(
-    stream: Any, name: str, size: int
+    stream: Any, name: str
 ) -> tuple[np.ndarray, str, bool, float | None]:
     log = logging.getLogger("tifffile")
     damage = _TiffDamageLog()
@@ -621,6 +621,8 @@ def _read_tiff(
             if len(same) > 1:
                 # Pages written one by one with tifffile each become their own
                 # series; Fiji opens such a file as one stack, so do we.
+                for other in same[1:]:
+                    _check_codec(other.keyframe, name)
                 raw = np.stack([raw] + [s.asarray() for s in same[1:]])
                 original_axes = "I" + original_axes
             photometric = int(keyframe.photometric)
@@ -641,7 +643,7 @@ def _read_tiff(
         raise _damaged(name, damage.messages[0])
 
     if raw.ndim != len(original_axes):
-        raise _damaged(name, f"shape {raw.shape} does not match axes {original_axes}")
+        raise _damaged(name, f"shape {raw.shape} does not fit axes {original_axes}")
     is_rgb = False
     if "S" in original_axes:
         s_axis = original_axes.index("S")
@@ -838,7 +840,9 @@ def _plausible(value: float) -> float | None:
 # --------------------------------------------------------------------------
 
 
-def _read_pillow(stream: Any, name: str) -> tuple[np.ndarray, str, bool, float | None]:
+def _read_pillow(
+    stream: Any, name: str
+) -> tuple[np.ndarray, str, bool, float | None]:
     try:
         with Image.open(stream) as image:
             image.load()
@@ -849,7 +853,7 @@ def _read_pillow(stream: Any, name: str) -> tuple[np.ndarray, str, bool, float |
             elif mode == "I":
                 plane = np.asarray(image)
                 # Pillow may open 16-bit grey PNGs as 32-bit "I"
-                if fmt == "PNG" and plane.size and plane.min() >= 0 and plane.max() <= 65535:
+                if fmt == "PNG" and 0 <= plane.min() and plane.max() <= 65535:
                     plane = plane.astype(np.uint16)
             elif mode in ("1", "LA", "La"):
                 plane = np.asarray(image.convert("L"))

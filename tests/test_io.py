@@ -110,7 +110,8 @@ def test_imagej_hyperstack_axes_pixel_size_and_planes(tmp_path):
     assert data.shape == (1, 2, 5, 64, 64)
     assert info.original_axes == "ZCYX"
     assert info.pixel_size_um == pytest.approx(0.65, rel=1e-4)
-    np.testing.assert_array_equal(select_plane(data, info, channel=1, z=3), arr[0, 3, 1])
+    plane = select_plane(data, info, channel=1, z=3)
+    np.testing.assert_array_equal(plane, arr[0, 3, 1])
     np.testing.assert_array_equal(
         select_plane(data, info, channel=1, z="max"), arr[0, :, 1].max(axis=0)
     )
@@ -255,7 +256,9 @@ def test_rgba_tiff_drops_alpha(tmp_path):
 
 def test_grey_image_stored_as_rgb_tiff_collapses_to_one_channel(tmp_path):
     grey = random_image((24, 32), "uint8")
-    path = write_tiff(tmp_path / "grey_rgb.tif", np.dstack([grey] * 3), photometric="rgb")
+    path = write_tiff(
+        tmp_path / "grey_rgb.tif", np.dstack([grey] * 3), photometric="rgb"
+    )
 
     data, info = read_image(path)
 
@@ -269,7 +272,10 @@ def test_grey_image_stored_as_rgb_tiff_collapses_to_one_channel(tmp_path):
 def test_stack_of_two_channels_is_not_collapsed_even_if_identical(tmp_path):
     plane = random_image((16, 16), "uint16")
     path = write_tiff(
-        tmp_path / "twins.tif", np.stack([plane, plane]), imagej=True, metadata={"axes": "CYX"}
+        tmp_path / "twins.tif",
+        np.stack([plane, plane]),
+        imagej=True,
+        metadata={"axes": "CYX"},
     )
 
     assert read_image(path)[1].n_c == 2
@@ -277,13 +283,28 @@ def test_stack_of_two_channels_is_not_collapsed_even_if_identical(tmp_path):
 
 def test_unknown_extra_axis_becomes_time(tmp_path):
     arr = random_image((2, 3, 16, 16), "uint16")
-    path = write_tiff(tmp_path / "tiles.ome.tif", arr, ome=True, metadata={"axes": "RZYX"})
+    path = write_tiff(
+        tmp_path / "tiles.ome.tif", arr, ome=True, metadata={"axes": "RZYX"}
+    )
 
     data, info = read_image(path)
 
     assert info.original_axes == "RZYX"
     assert (info.n_t, info.n_z) == (2, 3)
     np.testing.assert_array_equal(data[:, 0], arr)
+
+
+def test_too_many_dimensions_is_an_error(tmp_path):
+    # R (e.g. mosaic tiles) can only become T, which is already taken
+    arr = random_image((2, 3, 16, 16), "uint16")
+    path = write_tiff(
+        tmp_path / "mosaic.ome.tif", arr, ome=True, metadata={"axes": "TRYX"}
+    )
+
+    with pytest.raises(ImageReadError) as excinfo:
+        read_image(path)
+
+    assert_read_error(excinfo, "'mosaic.ome.tif'", "more dimensions", "TRYX")
 
 
 # --------------------------------------------------------------------------
@@ -361,12 +382,11 @@ def test_jpeg_reads_approximately(tmp_path):
 
 
 def test_png_pixel_size_from_plausible_dpi(tmp_path):
-    path = write_pillow(
-        tmp_path / "cal.png", random_image((8, 8), "uint8"), dpi=(25400 / 0.5, 25400 / 0.5)
-    )
+    arr = random_image((8, 8), "uint8")
+    path = write_pillow(tmp_path / "cal.png", arr, dpi=(25400 / 0.5, 25400 / 0.5))
     assert read_image(path)[1].pixel_size_um == pytest.approx(0.5, rel=1e-3)
 
-    path = write_pillow(tmp_path / "screen.png", random_image((8, 8), "uint8"), dpi=(96, 96))
+    path = write_pillow(tmp_path / "screen.png", arr, dpi=(96, 96))
     assert read_image(path)[1].pixel_size_um is None
 
 
@@ -377,14 +397,17 @@ def test_png_pixel_size_from_plausible_dpi(tmp_path):
 
 @pytest.mark.parametrize("suffix", [".tif", ".png"])
 def test_bytes_input_matches_path_input(tmp_path, suffix):
-    arr = random_image((2, 20, 30), "uint8") if suffix == ".tif" else random_image((20, 30), "uint8")
     path = tmp_path / f"same{suffix}"
     if suffix == ".tif":
         write_tiff(
-            path, arr, imagej=True, metadata={"axes": "CYX", "unit": "um"}, resolution=(2.0, 2.0)
+            path,
+            random_image((2, 20, 30), "uint8"),
+            imagej=True,
+            metadata={"axes": "CYX", "unit": "um"},
+            resolution=(2.0, 2.0),
         )
     else:
-        write_pillow(path, arr)
+        write_pillow(path, random_image((20, 30), "uint8"))
 
     from_path, info_path = read_image(path)
     from_bytes, info_bytes = read_image(path.read_bytes(), name=path.name)
@@ -534,14 +557,16 @@ def test_png_content_named_tif_is_still_read(tmp_path):
 
 
 def test_missing_codec_is_reported_with_advice(tmp_path, monkeypatch):
-    path = write_tiff(tmp_path / "zstd.tif", random_image((16, 16), "uint16"), compression="zstd")
+    arr = random_image((16, 16), "uint16")
+    path = write_tiff(tmp_path / "zstd.tif", arr, compression="zstd")
 
     class NoCodecs(dict):
         def __contains__(self, key):
             return key == 1
 
         def __getitem__(self, key):
-            raise KeyError("<COMPRESSION.ZSTD: 50000> requires the 'imagecodecs' package")
+            msg = "<COMPRESSION.ZSTD: 50000> requires the 'imagecodecs' package"
+            raise KeyError(msg)
 
     monkeypatch.setattr(tifffile.TIFF, "DECOMPRESSORS", NoCodecs())
 
@@ -559,7 +584,9 @@ def test_missing_codec_is_reported_with_advice(tmp_path, monkeypatch):
 @pytest.fixture
 def stack_5d(tmp_path):
     arr = random_image((2, 3, 2, 16, 16), "uint16")  # T, Z, C, Y, X
-    path = write_tiff(tmp_path / "cells.tif", arr, imagej=True, metadata={"axes": "TZCYX"})
+    path = write_tiff(
+        tmp_path / "cells.tif", arr, imagej=True, metadata={"axes": "TZCYX"}
+    )
     return path, arr
 
 
@@ -631,7 +658,8 @@ def test_single_plane_needs_no_choice_and_accepts_zero(tmp_path):
 
 def test_invalid_z_word_is_rejected(tmp_path):
     arr = random_image((3, 8, 8), "uint8")
-    data, info = read_image(write_tiff(tmp_path / "z.tif", arr, photometric="minisblack"))
+    path = write_tiff(tmp_path / "z.tif", arr, photometric="minisblack")
+    data, info = read_image(path)
 
     with pytest.raises(ImageReadError, match="'max'"):
         select_plane(data, info, z="mean")
@@ -648,7 +676,9 @@ def test_constant_image_is_rejected(tmp_path):
     with pytest.raises(ImageReadError) as excinfo:
         load_plane(path)
 
-    assert_read_error(excinfo, "'flat.tif'", "every pixel has the value 17", "nothing to segment")
+    assert_read_error(
+        excinfo, "'flat.tif'", "every pixel has the value 17", "nothing to segment"
+    )
 
 
 def test_image_with_nan_is_rejected(tmp_path):
@@ -714,7 +744,8 @@ def test_describe():
         is_rgb=False,
     )
 
-    assert info.describe() == "2 channels × 5 z-slices of 512×256, uint16, 0.65 µm/px"
+    expected = "2 channels × 5 z-slices of 512×256, uint16, 0.65 µm/px"
+    assert info.describe() == expected
 
 
 def test_is_image_name():

@@ -1,0 +1,4 @@
+import streamlit as st
+
+st.title("Batch")
+st.info("Coming soon.")
