@@ -6,10 +6,12 @@ st.set_page_config(page_title="Nuclei segmentation", page_icon="🔬", layout="w
 
 page = st.navigation(
     [
-        st.Page("pages/segment.py", title="Segment", icon="🔬", default=True),
-        st.Page("pages/compare.py", title="Compare", icon="🧪"),
-        st.Page("pages/batch.py", title="Batch", icon="📦"),
-        st.Page("pages/help.py", title="Help", icon="❓"),
+        st.Page("pages/segment.py", title="Segment", icon=":material/biotech:", default=True),
+        st.Page("pages/compare.py", title="Compare", icon=":material/grid_view:"),
+        st.Page("pages/batch.py", title="Batch", icon=":material/folder_zip:"),
+        st.Page("pages/help.py", title="Help", icon=":material/help:"),
     ]
 )
+# less empty space above the page title, so the four views fit on a laptop screen
+st.html("<style>.block-container{padding-top:2.2rem}</style>")
 page.run()

@@ -19,10 +19,15 @@ import streamlit as st
 import segmentation
 from segmentation.display import downsample, downsample_factor, png_bytes
 from segmentation.io import ImageInfo, ImageReadError, read_image, select_plane, validate_plane
-from segmentation.params import Params
+from segmentation.filters import filter_image
+from segmentation.pipeline import Result, finish, label_objects
+from segmentation.refine import refine_mask
+from segmentation.split import SplitResult
+from segmentation.threshold import ThresholdResult, all_auto_thresholds, threshold_image
+from segmentation.params import BACKGROUNDS, FILTERS, HELP, SEED_METHODS, SPLIT_METHODS, THRESHOLD_METHODS, Params
 
 SAMPLE_PATH = Path(segmentation.__file__).parent / "data" / "sample_nuclei.tif"
-SAMPLE_NAME = "sample_nuclei.tif (built-in sample: U2OS Hoechst nuclei)"
+SAMPLE_NAME = "sample_nuclei.tif"
 DISPLAY_SIDE = 1000  # longest side of images sent to the browser
 WIDGET_PREFIX = "w_"  # sidebar widget keys are WIDGET_PREFIX + Params field name
 
@@ -174,7 +179,7 @@ def histogram_figure(
         )
     fig.update_layout(
         height=height, margin=dict(l=10, r=10, t=30, b=10), bargap=0, showlegend=False,
-        xaxis_title="intensity (image units)", yaxis_title="pixels",
+        xaxis_title="intensity of the filtered image (image units)", yaxis_title="pixels",
         yaxis_type="log" if log_counts else "linear",
     )
     return fig
@@ -186,3 +191,192 @@ def show_error(exc: Exception) -> None:
         st.error(str(exc), icon="⚠️")
     else:
         st.error(f"Something went wrong: {type(exc).__name__}: {exc}. Try another setting or image.", icon="⚠️")
+
+
+# --- the sidebar that edits Params ---------------------------------------------------
+
+_LABELS = {
+    "none": "None", "mean": "Mean", "gaussian": "Gaussian", "median": "Median",
+    "rolling_ball": "Rolling ball", "tophat": "White top-hat",
+    "manual": "Manual", "otsu": "Otsu", "li": "Li", "triangle": "Triangle", "yen": "Yen",
+    "isodata": "IsoData", "minimum": "Minimum", "local": "Local (adaptive)",
+    "bright": "Brighter than background", "dark": "Darker than background",
+    "watershed": "Watershed (split touching nuclei)", "peak_local_max": "Local maxima (course)",
+    "h_maxima": "h-maxima",
+}
+
+
+def label_of(value) -> str:
+    """Human name of a setting's choice (``'otsu'`` -> ``'Otsu'``)."""
+    return _LABELS.get(value, str(value))
+
+
+def _seed(field: str, value) -> str:
+    """Widget key of `field`, seeded from the shared settings when absent."""
+    key = WIDGET_PREFIX + field
+    if key not in st.session_state:
+        st.session_state[key] = value
+    return key
+
+
+def _slider(box, field: str, label: str, lo, hi, value, step=None, fmt=None):
+    value = min(max(value, lo), hi)
+    key = _seed(field, value)
+    if not lo <= st.session_state[key] <= hi:  # e.g. a new image with another range
+        st.session_state[key] = value
+    return box.slider(label, lo, hi, step=step, format=fmt, key=key, help=HELP[field])
+
+
+def _select(box, field: str, label: str, options, value, radio: bool = False):
+    key = _seed(field, value)
+    widget = box.radio if radio else box.selectbox
+    return widget(label, options, key=key, format_func=label_of, help=HELP[field])
+
+
+def params_sidebar(params: Params, info: ImageInfo, auto_cutoff: float | None, value_range: tuple[float, float]) -> dict:
+    """Draw one control per Params field, in the course's order; return the chosen values.
+
+    Parameters
+    ----------
+    params : the shared settings the widgets are seeded from
+    info : the current file (which plane pickers to show)
+    auto_cutoff : the last automatic cutoff, to start the manual slider from
+    value_range : (min, max) intensity of the filtered image, the manual slider's range
+    """
+    sb = st.sidebar
+    v = params.to_dict()
+
+    if info.n_c > 1 or info.n_z > 1 or info.n_t > 1:
+        sb.subheader("Image plane")
+        if info.n_c > 1:
+            v["channel"] = sb.selectbox("Channel", list(range(info.n_c)), key=_seed("channel", params.channel or 0),
+                                        help=HELP["channel"])
+        if info.n_z > 1:
+            z_opts = ["max", *range(info.n_z)]
+            v["z"] = sb.selectbox("Z-slice", z_opts, key=_seed("z", "max" if params.z is None else params.z),
+                                  format_func=lambda z: "Maximum projection" if z == "max" else f"slice {z}",
+                                  help=HELP["z"])
+        if info.n_t > 1:
+            v["t"] = sb.selectbox("Time point", list(range(info.n_t)), key=_seed("t", params.t or 0), help=HELP["t"])
+
+    sb.subheader("1 · Filter")
+    v["filter"] = _select(sb, "filter", "Filter", FILTERS, params.filter)
+    if v["filter"] == "gaussian":
+        v["sigma"] = _slider(sb, "sigma", "Sigma (px)", 0.0, 10.0, float(params.sigma), 0.1)
+    elif v["filter"] in ("mean", "median"):
+        v["filter_size"] = _slider(sb, "filter_size", "Kernel size (px)", 1, 31, int(params.filter_size), 1)
+    with sb.expander("Advanced: background subtraction"):
+        v["background"] = _select(st, "background", "Background", BACKGROUNDS, params.background)
+        if v["background"] != "none":
+            v["background_radius"] = _slider(st, "background_radius", "Radius (px)", 5.0, 200.0,
+                                             float(params.background_radius), 1.0)
+
+    sb.subheader("2 · Threshold")
+    v["threshold_method"] = _select(sb, "threshold_method", "Method", THRESHOLD_METHODS, params.threshold_method)
+    if v["threshold_method"] == "manual":
+        lo, hi = value_range
+        integer_like = hi - lo > 200
+        step = 1.0 if integer_like else max((hi - lo) / 200, 1e-6)
+        start = params.threshold_value if params.threshold_value is not None else (auto_cutoff or (lo + hi) / 2)
+        v["threshold_value"] = float(_slider(sb, "threshold_value", "Cutoff (image units)", float(np.floor(lo)),
+                                             float(np.ceil(hi)), float(start), step, "%.0f" if integer_like else "%.4g"))
+    elif v["threshold_method"] == "local":
+        v["block_size"] = _slider(sb, "block_size", "Block size (px, odd)", 3, 301, int(params.block_size), 2)
+        v["offset"] = float(sb.number_input("Offset (image units)", key=_seed("offset", float(params.offset)),
+                                            help=HELP["offset"]))
+    v["objects"] = _select(sb, "objects", "Nuclei are", ("bright", "dark"), params.objects, radio=True)
+
+    sb.subheader("3 · Refine")
+    v["min_size"] = _slider(sb, "min_size", "Remove objects smaller than (px)", 0, 2000, int(params.min_size), 1)
+    v["closing_radius"] = _slider(sb, "closing_radius", "Closing radius (px)", 0, 10, int(params.closing_radius), 1)
+    v["fill_holes"] = sb.checkbox("Fill holes", key=_seed("fill_holes", params.fill_holes), help=HELP["fill_holes"])
+    v["exclude_border"] = sb.checkbox("Remove objects touching the border",
+                                      key=_seed("exclude_border", params.exclude_border), help=HELP["exclude_border"])
+    with sb.expander("Advanced: refine"):
+        v["opening_radius"] = _slider(st, "opening_radius", "Opening radius (px)", 0, 10, int(params.opening_radius), 1)
+        if v["fill_holes"]:
+            v["max_hole_size"] = int(st.number_input("Largest hole to fill (px, 0 = all)", min_value=0,
+                                                     key=_seed("max_hole_size", int(params.max_hole_size)),
+                                                     help=HELP["max_hole_size"]))
+        v["max_size"] = int(st.number_input("Remove objects larger than (px, 0 = keep all)", min_value=0,
+                                            key=_seed("max_size", int(params.max_size)), help=HELP["max_size"]))
+
+    sb.subheader("4 · Split touching nuclei")
+    v["split"] = _select(sb, "split", "Method", SPLIT_METHODS, params.split, radio=True)
+    if v["split"] == "watershed":
+        with sb.expander("Advanced: seeds", expanded=params.seed_method != "peak_local_max"):
+            v["seed_method"] = _select(st, "seed_method", "Seeds", SEED_METHODS, params.seed_method)
+            v["distance_sigma"] = _slider(st, "distance_sigma", "Smooth distance map (px)", 0.0, 10.0,
+                                          float(params.distance_sigma), 0.5)
+            v["keep_unseeded"] = st.checkbox("Keep objects without a seed", key=_seed("keep_unseeded", params.keep_unseeded),
+                                             help=HELP["keep_unseeded"])
+        if v["seed_method"] == "peak_local_max":
+            v["footprint"] = _slider(sb, "footprint", "Footprint (px)", 1, 101, int(params.footprint), 1)
+            v["min_distance"] = _slider(sb, "min_distance", "min_distance (px)", 1, 100, int(params.min_distance), 1)
+        else:
+            v["h"] = _slider(sb, "h", "h (px)", 0.1, 20.0, float(params.h), 0.1)
+
+    sb.subheader("5 · Measure")
+    size = sb.number_input("Pixel size (µm, 0 = unknown)", min_value=0.0, step=0.01, format="%.4f",
+                           key=_seed("pixel_size_um", float(params.pixel_size_um or 0.0)), help=HELP["pixel_size_um"])
+    v["pixel_size_um"] = float(size) or None
+    return v
+
+
+# --- cached pipeline stages --------------------------------------------------------
+# Each stage is keyed on the image key and the settings of itself and the stages
+# upstream of it, so a change recomputes only what it affects.  The arrays travel
+# as unhashed `_` arguments.
+
+
+@st.cache_resource(max_entries=6, show_spinner=False)
+def _filtered(key: str, f: tuple, _plane: np.ndarray, _params: Params) -> np.ndarray:
+    out = filter_image(_plane, _params)
+    out.setflags(write=False)
+    return out
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _thresholded(key: str, f: tuple, t: tuple, _filtered: np.ndarray, _params: Params) -> ThresholdResult:
+    return threshold_image(_filtered, _params)
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _refined(key: str, f: tuple, t: tuple, r: tuple, _binary: np.ndarray, _params: Params) -> np.ndarray:
+    return refine_mask(_binary, _params)
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _split(key: str, f: tuple, t: tuple, r: tuple, s: tuple, _mask: np.ndarray, _params: Params) -> SplitResult:
+    return label_objects(_mask, _params)
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _finished(key: str, f: tuple, t: tuple, r: tuple, s: tuple, m: tuple, _parts: tuple, _params: Params) -> Result:
+    return finish(*_parts, _params)
+
+
+def stage_keys(image: CurrentImage, params: Params) -> dict[str, tuple]:
+    """Cache key of each stage's output: the image and every setting upstream of it."""
+    keys, upstream = {}, (image.key,)
+    for stage in ("filter", "threshold", "refine", "split", "measure"):
+        upstream = (*upstream, params.stage(stage))
+        keys[stage] = upstream
+    return keys
+
+
+def run_cached(image: CurrentImage, params: Params) -> Result:
+    """:func:`segmentation.segment` of the current image, recomputing only changed stages."""
+    k, plane = image.key, image.plane
+    f, t, r, s, m = (params.stage(x) for x in ("filter", "threshold", "refine", "split", "measure"))
+    filtered = _filtered(k, f, plane, params)
+    thresholded = _thresholded(k, f, t, filtered, params)
+    mask = _refined(k, f, t, r, thresholded.mask, params)
+    split = _split(k, f, t, r, s, mask, params)
+    return _finished(k, f, t, r, s, m, (plane, filtered, thresholded, mask, split), params)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def auto_cutoffs(key: tuple, _filtered: np.ndarray) -> dict[str, float | None]:
+    """Every automatic method's cutoff on the filtered image (for the histogram)."""
+    return all_auto_thresholds(_filtered)

@@ -76,6 +76,7 @@ def outline_overlay(
     labels: np.ndarray,
     removed: np.ndarray | None = None,
     seeds: np.ndarray | None = None,
+    seed_radius: int = 1,
 ) -> np.ndarray:
     """Object outlines (yellow) and removed objects (magenta) on a grey image.
 
@@ -87,14 +88,14 @@ def outline_overlay(
     removed : (M, N) bool, optional
         Pixels dropped by refinement; their outlines are drawn in magenta.
     seeds : (K, 2) int, optional
-        Row, column of seeds, drawn as red dots.
+        Row, column of seeds, drawn as red dots of `seed_radius` px.
     """
     rgb = np.repeat(image_u8[..., None], 3, axis=2)
     if removed is not None and removed.any():
         rgb[segmentation.find_boundaries(removed, mode="inner")] = REMOVED_RGB
     rgb[segmentation.find_boundaries(labels, mode="inner")] = OUTLINE_RGB
     if seeds is not None and len(seeds):
-        _draw_dots(rgb, seeds, SEED_RGB)
+        _draw_dots(rgb, seeds, SEED_RGB, seed_radius)
     return rgb
 
 

@@ -1,0 +1,333 @@
+"""Segment page: tune the pipeline on one image by eye."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from pages.common import (
+    CurrentImage,
+    ImageSource,
+    auto_cutoffs,
+    current_image,
+    digest_of,
+    get_params,
+    get_source,
+    histogram_figure,
+    label_of,
+    params_sidebar,
+    read_cached,
+    run_cached,
+    sample_source,
+    set_params,
+    set_source,
+    show_error,
+    stage_keys,
+)
+from segmentation.display import (
+    colorize_labels,
+    downsample,
+    downsample_factor,
+    outline_overlay,
+    png_bytes,
+    stretch,
+)
+from segmentation.export import csv_bytes, labels_tiff, mask_tiff, overlay_png, script_text
+from segmentation.io import ImageReadError
+from segmentation.params import Params
+
+VIEW_SIDE = 700  # px per view sent to the browser (four side by side)
+LARGE_IMAGE = 4096 * 4096  # above this, offer a downsampled working copy
+
+
+# --- callbacks: run before the script, so they may change the sidebar's state ---------
+
+
+def _on_upload() -> None:
+    file = st.session_state.get("upload")
+    st.session_state.pop("upload_error", None)
+    if file is None:
+        return
+    data = file.getvalue()
+    source = ImageSource(file.name, data, digest_of(data))
+    try:
+        _, info = read_cached(source.digest, source.name, data)
+    except ImageReadError as exc:
+        st.session_state["upload_error"] = str(exc)
+        return
+    set_source(source)
+    set_params(_plane_defaults(get_params(), info))
+
+
+def _plane_defaults(params: Params, info) -> Params:
+    """Plane choice and pixel size suited to a newly opened file."""
+    return params.replace(
+        channel=0 if info.n_c > 1 else None,
+        z="max" if info.n_z > 1 else None,
+        t=0 if info.n_t > 1 else None,
+        pixel_size_um=info.pixel_size_um,
+    )
+
+
+def _use_sample() -> None:
+    set_source(sample_source())
+    st.session_state.pop("upload_error", None)
+    set_params(_plane_defaults(get_params(), read_cached(*_src_args(sample_source()))[1]))
+
+
+def _src_args(src: ImageSource) -> tuple:
+    return src.digest, src.name, src.data
+
+
+def _reset() -> None:
+    p = get_params()
+    set_params(Params(channel=p.channel, z=p.z, t=p.t, pixel_size_um=p.pixel_size_um))
+
+
+def _on_settings_upload() -> None:
+    file = st.session_state.get("settings_upload")
+    st.session_state.pop("settings_error", None)
+    if file is None:
+        return
+    try:
+        set_params(Params.from_json(file.getvalue()))
+    except ValueError as exc:
+        st.session_state["settings_error"] = f"Cannot use '{file.name}': {exc}"
+
+
+# --- pictures (cached per stage, so a slider only re-encodes what it changed) ----------
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _png_gray(key: tuple, crop: tuple, contrast: tuple, _img: np.ndarray) -> bytes:
+    return png_bytes(stretch(_view(_img, crop), *contrast))
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _png_mask(key: tuple, crop: tuple, _mask: np.ndarray) -> bytes:
+    return png_bytes(_view(_mask, crop).astype(np.uint8) * 255)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _png_labels(key: tuple, crop: tuple, _labels: np.ndarray) -> bytes:
+    return png_bytes(colorize_labels(_view(_labels, crop)))
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _png_overlay(key: tuple, crop: tuple, contrast: tuple, _image, _labels, _removed, side: int) -> bytes:
+    return png_bytes(outline_overlay(stretch(_view(_image, crop, side), *contrast),
+                                     _view(_labels, crop, side), _view(_removed, crop, side)))
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _png_distance(key: tuple, crop: tuple, _distance, _seeds, side: int) -> bytes:
+    y0, y1, x0, x1 = crop
+    step = downsample_factor((y1 - y0, x1 - x0), side)
+    inside = (_seeds[:, 0] >= y0) & (_seeds[:, 0] < y1) & (_seeds[:, 1] >= x0) & (_seeds[:, 1] < x1)
+    seeds = (_seeds[inside] - [y0, x0]) // step
+    dist = _view(_distance, crop, side)
+    return png_bytes(outline_overlay(stretch(dist, 0, 99.9), np.zeros(dist.shape, np.uint8), seeds=seeds,
+                                     seed_radius=max(2, max(dist.shape) // 150)))
+
+
+def _view(img: np.ndarray, crop: tuple, side: int = VIEW_SIDE) -> np.ndarray:
+    y0, y1, x0, x1 = crop
+    region = img[y0:y1, x0:x1]
+    return downsample(region, downsample_factor(region.shape, side))
+
+
+# --- page ------------------------------------------------------------------------------
+
+
+def image_section() -> None:
+    left, right = st.columns([3, 1], vertical_alignment="bottom")
+    left.file_uploader(
+        "Open an image (TIFF, PNG or JPEG; 8/16/32-bit, multi-channel and z-stacks welcome)",
+        type=["tif", "tiff", "png", "jpg", "jpeg"], key="upload", on_change=_on_upload,
+    )
+    right.button("Use sample image", on_click=_use_sample, disabled=get_source().is_sample,
+                 help="Go back to the built-in sample of Hoechst-stained U2OS nuclei.")
+    if "upload_error" in st.session_state:
+        st.error(st.session_state["upload_error"] + " The image shown below is unchanged.", icon="⚠️")
+
+
+def zoom_controls(shape: tuple[int, int]) -> tuple[tuple, tuple]:
+    """Region shown in all views (full-resolution crop) and the contrast percentiles."""
+    h, w = shape
+    c1, c2, c3, c4 = st.columns([1.2, 1, 1, 1.4])
+    zoom = c1.select_slider("Zoom (all views)", options=[1, 2, 4, 8, 16], key="zoom",
+                            format_func=lambda z: f"{z}×", help="Magnify the same region in every view.")
+    cx = c2.slider("Centre x (px)", 0, w - 1, w // 2, key="zoom_x", disabled=zoom == 1)
+    cy = c3.slider("Centre y (px)", 0, h - 1, h // 2, key="zoom_y", disabled=zoom == 1)
+    contrast = c4.slider("Contrast (percentiles)", 0.0, 100.0, (0.5, 99.5), 0.5, key="contrast",
+                         help="Display only: intensities below the first percentile show black, above the second white.")
+    ch, cw = max(8, h // zoom), max(8, w // zoom)
+    y0 = int(min(max(cy - ch // 2, 0), h - ch))
+    x0 = int(min(max(cx - cw // 2, 0), w - cw))
+    return (y0, y0 + ch, x0, x0 + cw), tuple(contrast)
+
+
+def main() -> None:
+    st.title("Segment nuclei")
+    st.caption("Tune each step in the sidebar — filter → threshold → refine → split → measure, as in the "
+               "course — and watch what it does to the mask and the labels.")
+    image_section()
+    if "settings_error" in st.session_state:
+        st.error(st.session_state["settings_error"], icon="⚠️")
+
+    params = get_params()
+    src = get_source()
+    try:
+        _, info = read_cached(src.digest, src.name, src.data)
+    except ImageReadError as exc:
+        show_error(exc)
+        return
+
+    # The sidebar: a widget per setting, then the new settings (or the old ones if invalid).
+    st.sidebar.button("Reset to defaults", on_click=_reset, help="Back to the course's recipe.")
+    values = params_sidebar(params, info, st.session_state.get("last_cutoff"),
+                            st.session_state.get("value_range", (0.0, 1.0)))
+    try:
+        params = Params.from_dict(values)
+        st.session_state["params"] = params
+    except ValueError as exc:
+        st.sidebar.error(str(exc))
+
+    try:
+        current = current_image(params)
+    except ImageReadError as exc:
+        # e.g. restored settings ask for a channel this file does not have
+        params = params.replace(**{k: getattr(_plane_defaults(params, info), k) for k in ("channel", "z", "t")})
+        st.warning(f"{exc} Showing the default plane instead.", icon="⚠️")
+        try:
+            current = current_image(params)
+        except ImageReadError as exc2:
+            show_error(exc2)
+            return
+
+    plane = current.plane
+    if plane.size > LARGE_IMAGE:
+        st.warning(f"This image is large ({plane.shape[1]}×{plane.shape[0]} px): every change takes seconds.")
+        if st.checkbox("Work on a 2× downsampled copy while tuning (the Batch page uses the full image)", value=True):
+            plane = np.ascontiguousarray(plane[::2, ::2])
+            current = CurrentImage(current.source, current.info, plane, current.key + ":half")
+            if params.pixel_size_um:
+                params = params.replace(pixel_size_um=params.pixel_size_um * 2)
+
+    st.caption(f"**{src.name}** · {info.describe()} · plane {plane.shape[1]}×{plane.shape[0]} px · "
+               f"dtype {plane.dtype} · intensity {plane.min():.6g} – {plane.max():.6g}")
+
+    try:
+        result = run_cached(current, params)
+    except (ImageReadError, ValueError) as exc:
+        show_error(exc)
+        return
+    filtered = result.filtered
+    value_range = (float(filtered.min()), float(filtered.max()))
+    if st.session_state.get("value_range") != value_range and params.threshold_method == "manual":
+        st.session_state["value_range"] = value_range
+        st.rerun()  # the manual slider's range follows the filtered image
+    st.session_state["value_range"] = value_range
+    if params.threshold_method != "manual":
+        st.session_state["last_cutoff"] = result.threshold
+
+    keys = stage_keys(current, params)
+    for note in result.warnings:
+        st.warning(note, icon="⚠️")
+    left, right = st.columns([2, 3], gap="medium")
+    with left:
+        metrics(result, params)
+    with right:
+        histogram(result, params, keys)
+    crop, contrast = zoom_controls(plane.shape)
+    views(result, keys, crop, contrast)
+    results(result, params, src.name)
+
+
+def metrics(result, params: Params) -> None:
+    c1, c2 = st.columns(2)
+    c1.metric("Objects", f"{result.count}")
+    c2.metric(f"Threshold ({label_of(params.threshold_method)})", f"{result.threshold:.6g}",
+              help="In the image's own intensity units." + (" Median of the local cutoffs." if params.threshold_method == "local" else ""))
+    area = result.summary.get("median_area_um2") or result.summary.get("median_area_px2")
+    unit = "µm²" if result.summary.get("median_area_um2") else "px²"
+    c3, c4 = st.columns(2)
+    c3.metric(f"Median area ({unit})", "–" if area is None else f"{area:.4g}")
+    c4.metric("Foreground", f"{result.summary['foreground_fraction']:.1%}")
+    raw = result.image
+    top = raw.max()
+    saturated = float(np.count_nonzero(raw == top)) / raw.size
+    note = f"{saturated:.2%} of pixels sit at the maximum value {top:.6g}"
+    if np.issubdtype(raw.dtype, np.integer) and top == np.iinfo(raw.dtype).max:
+        note += f" (the {raw.dtype} ceiling)"
+    st.caption(note + (": check for saturation." if saturated > 0.001 else "."))
+
+
+def histogram(result, params: Params, keys: dict) -> None:
+    c1, c2 = st.columns(2)
+    log = c1.toggle("Log counts", key="hist_log", help="Show rare bright pixels (and saturation) as well.")
+    show_all = c2.toggle("All automatic methods", key="hist_all", help="Draw the cutoff of every automatic method.")
+    name = f"{label_of(params.threshold_method)}"
+    cutoffs: dict[str, float | None] = {name: result.threshold}
+    if show_all:
+        others = auto_cutoffs(keys["filter"], result.filtered)
+        cutoffs.update({label_of(m): v for m, v in others.items() if label_of(m) != name})
+    fig = histogram_figure(result.filtered, cutoffs, log_counts=log, highlight=name, height=220)
+    st.plotly_chart(fig, key="histogram", config={"displayModeBar": False})
+
+
+def views(result, keys: dict, crop: tuple, contrast: tuple) -> None:
+    cols = st.columns(4)
+    cols[0].image(_png_gray((keys["filter"][0], "raw"), crop, contrast, result.image), caption="Raw", width="stretch")
+    cols[1].image(_png_gray(keys["filter"], crop, contrast, result.filtered), caption="Filtered", width="stretch")
+    cols[2].image(_png_mask(keys["refine"], crop, result.mask), caption="Mask (after refinement)", width="stretch")
+    cols[3].image(_png_labels(keys["split"], crop, result.labels), caption=f"Labels ({result.count} objects)", width="stretch")
+
+    left, right = st.columns(2)
+    left.image(_png_overlay(keys["split"], crop, contrast, result.image, result.labels, result.removed, 1000),
+               caption="Outlines on raw: yellow = objects, magenta = removed (too small/large, border, no seed)",
+               width="stretch")
+    if result.distance is not None:
+        right.image(_png_distance(keys["split"], crop, result.distance, result.seeds, 1000),
+                    caption=f"Distance map with the {len(result.seeds)} watershed seeds (red)", width="stretch")
+    else:
+        right.info("Splitting is off: no distance map. Choose 'Watershed' in the sidebar to split touching nuclei.")
+
+
+def results(result, params: Params, name: str) -> None:
+    st.subheader("Measurements")
+    table = result.measurements
+    if len(table):
+        left, right = st.columns([3, 2])
+        left.dataframe(table, height=320, hide_index=True)
+        numeric = [c for c in table.columns if c != "label" and pd.api.types.is_numeric_dtype(table[c])]
+        default = "area_um2" if "area_um2" in numeric else "area_px2"
+        col = right.selectbox("Histogram of", numeric, index=numeric.index(default), key="measure_hist")
+        fig = px.histogram(table, x=col, nbins=30, height=280)
+        fig.update_layout(margin=dict(l=10, r=10, t=10, b=10), yaxis_title="objects")
+        right.plotly_chart(fig, key="measure_histogram", config={"displayModeBar": False})
+    else:
+        st.info("No objects: nothing to measure.")
+
+    stem = name.rsplit(".", 1)[0].split(" ")[0] or "image"
+    st.subheader("Download")
+    c = st.columns(6)
+    c[0].download_button("Measurements CSV", csv_bytes(table), f"{stem}_measurements.csv", "text/csv", on_click="ignore")
+    c[1].download_button("Labels TIFF (uint32)", lambda: labels_tiff(result.labels), f"{stem}_labels.tif", "image/tiff", on_click="ignore")
+    c[2].download_button("Mask TIFF", lambda: mask_tiff(result.labels > 0), f"{stem}_mask.tif", "image/tiff", on_click="ignore")
+    c[3].download_button("Overlay PNG", lambda: overlay_png(result), f"{stem}_overlay.png", "image/png", on_click="ignore")
+    c[4].download_button("Settings JSON", params.to_json(), "settings.json", "application/json", on_click="ignore")
+    c[5].download_button("Python script", script_text(params), "segment.py", "text/x-python", on_click="ignore",
+                         help="A standalone script that reproduces these settings with plain scikit-image calls.")
+    st.file_uploader("Restore settings from a settings JSON", type=["json"], key="settings_upload",
+                     on_change=_on_settings_upload)
+
+
+try:
+    main()
+except Exception as exc:  # noqa: BLE001 - the last line of defence: never a traceback
+    show_error(exc)

@@ -1,0 +1,155 @@
+"""The Segment page under Streamlit's AppTest: widgets in, results out."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from streamlit.testing.v1 import AppTest
+
+from segmentation import Params, segment
+from segmentation.io import load_plane
+from testdata import SAMPLE
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+
+
+def run_app() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def metric(at: AppTest, label_start: str) -> str:
+    for m in at.metric:
+        if m.label.startswith(label_start):
+            return m.value
+    raise AssertionError(f"no metric {label_start!r} in {[m.label for m in at.metric]}")
+
+
+def histogram_spec(at: AppTest) -> dict:
+    charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    return next(c for c in charts if c["layout"].get("shapes"))
+
+
+def test_default_page_shows_sample_result():
+    at = run_app()
+    expected = segment(load_plane(SAMPLE)[0], Params())
+    assert int(metric(at, "Objects")) == expected.count > 0
+    assert float(metric(at, "Threshold")) == pytest.approx(expected.threshold, rel=1e-5)
+    assert len(at.image) >= 4  # raw, filtered, mask, labels (+ overlay, distance map)
+    captions = " ".join(str(i.proto.imgs[0].caption) for i in at.image)
+    for name in ("Raw", "Filtered", "Mask", "Labels"):
+        assert name in captions
+    spec = histogram_spec(at)
+    assert spec["layout"]["shapes"][0]["x0"] == pytest.approx(expected.threshold)
+    assert not at.error
+
+
+@pytest.mark.parametrize(
+    "widget, value",
+    [("w_sigma", 3.0), ("w_min_size", 400), ("w_threshold_method", "li")],
+)
+def test_changing_a_control_changes_the_result(widget, value):
+    at = run_app()
+    before = (metric(at, "Objects"), metric(at, "Threshold"))
+    if widget == "w_threshold_method":
+        at.sidebar.selectbox(key=widget).select(value).run()
+    else:
+        at.sidebar.slider(key=widget).set_value(value).run()
+    assert not at.exception
+    after = (metric(at, "Objects"), metric(at, "Threshold"))
+    assert after != before
+    assert at.session_state["params"].to_dict()[widget[2:]] == value
+
+
+def test_manual_cutoff_follows_the_slider():
+    at = run_app()
+    at.sidebar.selectbox(key="w_threshold_method").select("manual").run()
+    at.sidebar.slider(key="w_threshold_value").set_value(80.0).run()
+    assert not at.exception
+    assert float(metric(at, "Threshold")) == 80.0
+    assert histogram_spec(at)["layout"]["shapes"][0]["x0"] == 80.0
+    expected = segment(load_plane(SAMPLE)[0], Params(threshold_method="manual", threshold_value=80.0))
+    assert int(metric(at, "Objects")) == expected.count
+
+
+def test_settings_json_round_trip_restores_the_result():
+    at = run_app()
+    at.sidebar.slider(key="w_sigma").set_value(2.0)
+    at.sidebar.selectbox(key="w_threshold_method").select("triangle")
+    at.sidebar.slider(key="w_min_size").set_value(60).run()
+    tuned = (metric(at, "Objects"), metric(at, "Threshold"))
+    saved = at.session_state["params"].to_json()
+
+    at.sidebar.button[0].click().run()  # Reset to defaults
+    assert (metric(at, "Objects"), metric(at, "Threshold")) != tuned
+    assert at.session_state["params"] == Params()
+
+    at.file_uploader(key="settings_upload").set_value(("settings.json", saved.encode(), "application/json")).run()
+    assert not at.exception
+    assert (metric(at, "Objects"), metric(at, "Threshold")) == tuned
+    assert at.sidebar.slider(key="w_sigma").value == 2.0
+    assert at.sidebar.selectbox(key="w_threshold_method").value == "triangle"
+
+
+def test_bad_settings_json_gives_a_message():
+    at = run_app()
+    at.file_uploader(key="settings_upload").set_value(("s.json", b'{"schema": "x"}', "application/json")).run()
+    assert not at.exception
+    assert any("not a settings file" in e.value for e in at.error)
+    assert int(metric(at, "Objects")) > 0
+
+
+def _two_channel_tiff() -> tuple[bytes, np.ndarray]:
+    """A 16-bit 2-channel ImageJ TIFF: channel 1 holds the sample scaled to ~12-bit DAPI levels."""
+    nuclei = load_plane(SAMPLE)[0].astype(np.float64)
+    ch1 = (nuclei * 16 + 100).astype(np.uint16)  # ~100 .. 3860
+    ch0 = np.full_like(ch1, 500) + np.random.default_rng(1).integers(0, 50, ch1.shape, dtype=np.uint16)
+    stack = np.stack([ch0, ch1])
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, stack, imagej=True, metadata={"axes": "CYX", "unit": "um"}, resolution=(1 / 0.65, 1 / 0.65))
+    return buf.getvalue(), ch1
+
+
+def test_16bit_multichannel_upload_selects_channel_and_shows_16bit_threshold():
+    data, ch1 = _two_channel_tiff()
+    at = run_app()
+    at.file_uploader(key="upload").set_value(("cells.tif", data, "image/tiff")).run()
+    assert not at.exception
+    assert at.sidebar.selectbox(key="w_channel").options == ["0", "1"]
+    assert at.sidebar.number_input(key="w_pixel_size_um").value == pytest.approx(0.65)
+    at.sidebar.selectbox(key="w_channel").select(1).run()
+    assert not at.exception
+    expected = segment(ch1, Params(channel=1, pixel_size_um=0.65))
+    threshold = float(metric(at, "Threshold"))
+    assert threshold == pytest.approx(expected.threshold, rel=1e-5)
+    assert threshold > 500  # 16-bit units, not a 0-1 fraction
+    assert int(metric(at, "Objects")) == expected.count
+    assert "µm²" in " ".join(m.label for m in at.metric)
+
+
+def test_unreadable_upload_keeps_the_current_image():
+    at = run_app()
+    before = metric(at, "Objects")
+    at.file_uploader(key="upload").set_value(("broken.tif", b"this is not a tiff", "image/tiff")).run()
+    assert not at.exception
+    assert any("broken.tif" in e.value for e in at.error)
+    assert metric(at, "Objects") == before
+
+
+def test_dark_background_image_suggests_dark_objects():
+    plane = load_plane(SAMPLE)[0]
+    inverted = (plane.max() - plane).astype(np.uint16)
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, inverted)
+    at = run_app()
+    at.file_uploader(key="upload").set_value(("inverted.tif", buf.getvalue(), "image/tiff")).run()
+    assert not at.exception
+    assert any("darker" in w.value for w in at.warning)
+    at.sidebar.radio(key="w_objects").set_value("dark").run()
+    assert not any("darker" in w.value for w in at.warning)
