@@ -140,6 +140,18 @@ def display_png(image: np.ndarray, max_side: int = DISPLAY_SIDE) -> bytes:
     return png_bytes(downsample(image, downsample_factor(image.shape, max_side)))
 
 
+def histogram_counts(image: np.ndarray, bins: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel counts and bin edges of `image` (from ~1 M pixels at most), in its own units."""
+    values = np.asarray(image)
+    step = max(1, int(np.sqrt(values.size / 1_000_000)))
+    return np.histogram(values[::step, ::step].ravel(), bins=bins)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _histogram_counts_cached(key: tuple, bins: int, _image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return histogram_counts(_image, bins)
+
+
 def histogram_figure(
     image: np.ndarray,
     cutoffs: dict[str, float | None],
@@ -148,6 +160,7 @@ def histogram_figure(
     highlight: str | None = None,
     bins: int = 256,
     height: int = 260,
+    cache_key: tuple | None = None,
 ) -> go.Figure:
     """Histogram of `image` in its own units with each cutoff as a labelled vertical line.
 
@@ -157,11 +170,13 @@ def histogram_figure(
         Label -> value (raw units); None values are skipped.
     highlight : str, optional
         The label drawn as a thick red line (the cutoff in use); others are thin.
+    cache_key : tuple, optional
+        Identifies `image` (e.g. the filter stage key): its counts are then cached.
     """
-    values = np.asarray(image)
-    step = max(1, int(np.sqrt(values.size / 1_000_000)))  # ~1 M pixels are plenty
-    sub = values[::step, ::step].ravel()
-    counts, edges = np.histogram(sub, bins=bins)
+    if cache_key is None:
+        counts, edges = histogram_counts(image, bins)
+    else:
+        counts, edges = _histogram_counts_cached(cache_key, bins, image)
     centres = (edges[:-1] + edges[1:]) / 2
     fig = go.Figure(go.Bar(x=centres, y=counts, width=np.diff(edges), marker_color="#6c8ebf",
                            hovertemplate="intensity %{x:.6g}<br>%{y} pixels<extra></extra>"))
@@ -183,6 +198,15 @@ def histogram_figure(
         yaxis_type="log" if log_counts else "linear",
     )
     return fig
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def image_stats(key: str, _image: np.ndarray) -> dict:
+    """Minimum, maximum and the share of pixels at the maximum (saturation) of an image."""
+    top = _image.max()
+    return {"min": float(_image.min()), "max": float(top),
+            "at_max": float(np.count_nonzero(_image == top)) / _image.size,
+            "dtype_max": bool(np.issubdtype(_image.dtype, np.integer) and top == np.iinfo(_image.dtype).max)}
 
 
 def show_error(exc: Exception) -> None:
@@ -347,13 +371,24 @@ def _refined(key: str, f: tuple, t: tuple, r: tuple, _binary: np.ndarray, _param
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
-def _split(key: str, f: tuple, t: tuple, r: tuple, s: tuple, _mask: np.ndarray, _params: Params) -> SplitResult:
-    return label_objects(_mask, _params)
+def _split(key: str, f: tuple, t: tuple, r: tuple, s: tuple, _mask: np.ndarray, _params: Params,
+           _cache: dict) -> SplitResult:
+    return label_objects(_mask, _params, cache=_cache)
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
-def _finished(key: str, f: tuple, t: tuple, r: tuple, s: tuple, m: tuple, _parts: tuple, _params: Params) -> Result:
-    return finish(*_parts, _params)
+def _finished(key: str, f: tuple, t: tuple, r: tuple, s: tuple, m: tuple, _parts: tuple, _params: Params,
+              _measure_cache: dict) -> Result:
+    return finish(*_parts, _params, measure_cache=_measure_cache)
+
+
+def _object_cache(kind: str, image_key: str) -> dict:
+    """This session's per-object results on this image (one image at a time)."""
+    caches = st.session_state.setdefault("object_caches", {})
+    if caches.get("image") != image_key:
+        caches.clear()
+        caches["image"] = image_key
+    return caches.setdefault(kind, {})
 
 
 def stage_keys(image: CurrentImage, params: Params) -> dict[str, tuple]:
@@ -372,8 +407,9 @@ def run_cached(image: CurrentImage, params: Params) -> Result:
     filtered = _filtered(k, f, plane, params)
     thresholded = _thresholded(k, f, t, filtered, params)
     mask = _refined(k, f, t, r, thresholded.mask, params)
-    split = _split(k, f, t, r, s, mask, params)
-    return _finished(k, f, t, r, s, m, (plane, filtered, thresholded, mask, split), params)
+    split = _split(k, f, t, r, s, mask, params, _object_cache("split", k))
+    return _finished(k, f, t, r, s, m, (plane, filtered, thresholded, mask, split), params,
+                     _object_cache("measure", k))
 
 
 @st.cache_data(max_entries=16, show_spinner=False)

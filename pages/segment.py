@@ -13,6 +13,7 @@ from pages.common import (
     CurrentImage,
     ImageSource,
     auto_cutoffs,
+    image_stats,
     current_image,
     digest_of,
     get_params,
@@ -218,16 +219,18 @@ def main() -> None:
             if params.pixel_size_um:
                 params = params.replace(pixel_size_um=params.pixel_size_um * 2)
 
+    stats = image_stats(current.key, plane)
     st.caption(f"**{src.name}** · {info.describe()} · plane {plane.shape[1]}×{plane.shape[0]} px · "
-               f"dtype {plane.dtype} · intensity {plane.min():.6g} – {plane.max():.6g}")
+               f"dtype {plane.dtype} · intensity {stats['min']:.6g} – {stats['max']:.6g}")
 
     try:
         result = run_cached(current, params)
     except (ImageReadError, ValueError) as exc:
         show_error(exc)
         return
-    filtered = result.filtered
-    value_range = (float(filtered.min()), float(filtered.max()))
+    keys = stage_keys(current, params)
+    fstats = image_stats(str(keys["filter"]), result.filtered)
+    value_range = (fstats["min"], fstats["max"])
     if st.session_state.get("value_range") != value_range and params.threshold_method == "manual":
         st.session_state["value_range"] = value_range
         st.rerun()  # the manual slider's range follows the filtered image
@@ -235,12 +238,11 @@ def main() -> None:
     if params.threshold_method != "manual":
         st.session_state["last_cutoff"] = result.threshold
 
-    keys = stage_keys(current, params)
     for note in result.warnings:
         st.warning(note, icon="⚠️")
     left, right = st.columns([2, 3], gap="medium")
     with left:
-        metrics(result, params)
+        metrics(result, params, current.key)
     with right:
         histogram(result, params, keys)
     crop, contrast = zoom_controls(plane.shape)
@@ -248,7 +250,7 @@ def main() -> None:
     results(result, params, src.name)
 
 
-def metrics(result, params: Params) -> None:
+def metrics(result, params: Params, image_key: str) -> None:
     c1, c2 = st.columns(2)
     c1.metric("Objects", f"{result.count}")
     c2.metric(f"Threshold ({label_of(params.threshold_method)})", f"{result.threshold:.6g}",
@@ -258,13 +260,11 @@ def metrics(result, params: Params) -> None:
     c3, c4 = st.columns(2)
     c3.metric(f"Median area ({unit})", "–" if area is None else f"{area:.4g}")
     c4.metric("Foreground", f"{result.summary['foreground_fraction']:.1%}")
-    raw = result.image
-    top = raw.max()
-    saturated = float(np.count_nonzero(raw == top)) / raw.size
-    note = f"{saturated:.2%} of pixels sit at the maximum value {top:.6g}"
-    if np.issubdtype(raw.dtype, np.integer) and top == np.iinfo(raw.dtype).max:
-        note += f" (the {raw.dtype} ceiling)"
-    st.caption(note + (": check for saturation." if saturated > 0.001 else "."))
+    stats = image_stats(image_key, result.image)
+    note = f"{stats['at_max']:.2%} of pixels sit at the maximum value {stats['max']:.6g}"
+    if stats["dtype_max"]:
+        note += f" (the {result.image.dtype} ceiling)"
+    st.caption(note + (": check for saturation." if stats["at_max"] > 0.001 else "."))
 
 
 def histogram(result, params: Params, keys: dict) -> None:
@@ -276,7 +276,8 @@ def histogram(result, params: Params, keys: dict) -> None:
     if show_all:
         others = auto_cutoffs(keys["filter"], result.filtered)
         cutoffs.update({label_of(m): v for m, v in others.items() if label_of(m) != name})
-    fig = histogram_figure(result.filtered, cutoffs, log_counts=log, highlight=name, height=220)
+    fig = histogram_figure(result.filtered, cutoffs, log_counts=log, highlight=name, height=220,
+                           cache_key=keys["filter"])
     st.plotly_chart(fig, key="histogram", config={"displayModeBar": False})
 
 

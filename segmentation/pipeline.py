@@ -69,9 +69,12 @@ class Result:
         return int(len(self.measurements))
 
 
-def label_objects(mask: np.ndarray, params: Params) -> SplitResult:
-    """Split touching nuclei, then drop objects too large or on the border."""
-    result = split_objects(mask, params)
+def label_objects(mask: np.ndarray, params: Params, cache: dict | None = None) -> SplitResult:
+    """Split touching nuclei, then drop objects too large or on the border.
+
+    `cache` is passed on to :func:`~segmentation.split.split_objects`.
+    """
+    result = split_objects(mask, params, cache=cache)
     labels = filter_objects(result.labels, params.max_size, params.exclude_border)
     return dataclasses.replace(result, labels=labels)
 
@@ -83,10 +86,14 @@ def finish(
     mask: np.ndarray,
     split: SplitResult,
     params: Params,
+    measure_cache: dict | None = None,
 ) -> Result:
-    """Measure the objects and assemble the :class:`Result` with its warnings."""
+    """Measure the objects and assemble the :class:`Result` with its warnings.
+
+    `measure_cache` is passed on to :func:`~segmentation.measure.measure_objects`.
+    """
     labels = split.labels
-    measurements = measure_objects(labels, image, params.pixel_size_um)
+    measurements = measure_objects(labels, image, params.pixel_size_um, cache=measure_cache)
     summary = summarize(measurements, mask, thresholded.value, thresholded.method)
     removed = (thresholded.mask | mask) & (labels == 0)
     return Result(

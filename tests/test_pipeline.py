@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import tifffile
 from scipy import ndimage as ndi
@@ -111,3 +112,60 @@ def test_no_objects_gives_warning_not_error():
     result = segment(img, Params())
     assert result.count == 0
     assert result.warnings
+
+
+@pytest.mark.parametrize("path", RECIPE_IMAGES, ids=lambda p: p.name)
+def test_distance_map_equals_scipy_edt_on_real_masks(path):
+    from segmentation.io import load_plane
+    from segmentation.split import distance_map
+
+    image, _ = load_plane(path)
+    mask = segment(image, Params(split="none")).mask
+    assert mask.any() and not mask.all()
+    np.testing.assert_array_equal(distance_map(mask), ndi.distance_transform_edt(mask))
+
+
+def test_distance_map_edge_cases():
+    from segmentation.split import distance_map
+
+    rng = np.random.default_rng(3)
+    for mask in (np.ones((9, 7), bool), np.zeros((9, 7), bool), rng.random((64, 80)) > 0.4, rng.random((64, 80)) > 0.8):
+        np.testing.assert_array_equal(distance_map(mask), ndi.distance_transform_edt(mask))
+    touching_border = np.zeros((20, 20), bool)
+    touching_border[:, :12] = True  # an object spanning the full height
+    np.testing.assert_array_equal(distance_map(touching_border), ndi.distance_transform_edt(touching_border))
+
+
+def test_measure_cache_gives_the_same_table(sample):
+    from segmentation.measure import measure_objects
+
+    cache: dict = {}
+    for min_size in (10, 200, 10, 400):  # objects come and go, and come back
+        labels = segment(sample, Params(min_size=min_size)).labels
+        cached = measure_objects(labels, sample, 0.5, cache=cache)
+        fresh = measure_objects(labels, sample, 0.5)
+        pd.testing.assert_frame_equal(cached, fresh, check_dtype=False)
+    assert len(cache) > len(fresh)  # objects of earlier settings are kept
+
+
+@pytest.mark.parametrize("path", RECIPE_IMAGES[:3], ids=lambda p: p.name)
+def test_split_with_cache_equals_plain_calls(path):
+    from segmentation.io import load_plane
+    from segmentation.split import find_seeds, split_objects
+
+    image, _ = load_plane(path)
+    cache: dict = {}
+    variants = [Params(), Params(min_size=80), Params(min_distance=5, footprint=9), Params(min_size=80),
+                Params(distance_sigma=2.0), Params(seed_method="h_maxima", h=1.5), Params()]
+    for p in variants:
+        mask = segment(image, p).mask
+        distance = ndi.distance_transform_edt(mask)
+        if p.distance_sigma:
+            distance = ndi.gaussian_filter(distance, p.distance_sigma)
+        markers, _ = find_seeds(distance, mask, p)
+        expected = watershed(-distance, markers, mask=mask)
+        with_cache = split_objects(mask, p, cache=cache)
+        np.testing.assert_array_equal(with_cache.labels, expected)  # exactly, not only up to renumbering
+        np.testing.assert_array_equal(with_cache.distance, distance)
+        np.testing.assert_array_equal(split_objects(mask, p).labels, expected)
+    assert any(k[0] == "edt" for k in cache)
