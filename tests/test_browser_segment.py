@@ -1,0 +1,54 @@
+"""The Segment page in headless Chromium: upload a 16-bit TIFF, move a slider, see the count change."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+
+pytest.importorskip("playwright.sync_api")
+from playwright.sync_api import expect, sync_playwright  # noqa: E402
+
+from browser import launch, needs_chromium, streamlit_url, wait_for_run  # noqa: E402,F401
+from segmentation import Params, segment  # noqa: E402
+from testdata import SAMPLE  # noqa: E402
+
+
+def objects_shown(page) -> int:
+    metric = page.locator('[data-testid="stMetric"]').filter(has_text="Objects")
+    return int(metric.locator('[data-testid="stMetricValue"]').inner_text())
+
+
+@needs_chromium
+def test_upload_16bit_tiff_and_move_min_size_slider(streamlit_url, tmp_path):
+    plane = (tifffile.imread(SAMPLE).astype(np.float64) * 16 + 100).astype(np.uint16)  # 12-bit-like DAPI levels
+    path = tmp_path / "dapi16.tif"
+    tifffile.imwrite(path, plane, compression="zlib")
+    expected = segment(plane, Params())
+    with sync_playwright() as p:
+        browser = launch(p)
+        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        page.goto(streamlit_url)
+        wait_for_run(page, 60_000)
+        expect(page.get_by_text("sample_nuclei.tif")).to_be_visible()
+        assert objects_shown(page) > 0
+
+        page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(path))
+        expect(page.get_by_text("dapi16.tif").first).to_be_visible(timeout=30_000)
+        wait_for_run(page, 60_000)
+        expect(page.get_by_text("dtype uint16")).to_be_visible()
+        assert objects_shown(page) == expected.count
+        threshold = page.locator('[data-testid="stMetric"]').filter(has_text="Threshold")
+        assert float(threshold.locator('[data-testid="stMetricValue"]').inner_text()) == pytest.approx(
+            expected.threshold, rel=1e-4)
+
+        slider = page.get_by_role("slider", name="Remove objects smaller than (px)")
+        slider.focus()
+        page.keyboard.press("End")  # the largest minimum size
+        wait_for_run(page, 60_000)
+        smaller = segment(plane, Params(min_size=2000)).count
+        expect(page.locator('[data-testid="stMetric"]').filter(has_text="Objects")
+               .locator('[data-testid="stMetricValue"]')).to_have_text(str(smaller), timeout=30_000)
+        assert smaller < expected.count
+        assert "Traceback" not in page.content()
+        browser.close()
