@@ -328,17 +328,19 @@ def params_sidebar(params: Params, info: ImageInfo, auto_cutoff: float | None, v
     sb.subheader("4 · Split touching nuclei")
     v["split"] = _select(sb, "split", "Method", SPLIT_METHODS, params.split, radio=True)
     if v["split"] == "watershed":
+        # the seed method is chosen under Advanced (drawn below) but decides the sliders shown here
+        seed_method = st.session_state.get(WIDGET_PREFIX + "seed_method", params.seed_method)
+        if seed_method == "peak_local_max":
+            v["footprint"] = _slider(sb, "footprint", "Footprint (px)", 1, 101, int(params.footprint), 1)
+            v["min_distance"] = _slider(sb, "min_distance", "min_distance (px)", 1, 100, int(params.min_distance), 1)
+        else:
+            v["h"] = _slider(sb, "h", "h (px)", 0.1, 20.0, float(params.h), 0.1)
         with sb.expander("Advanced: seeds", expanded=params.seed_method != "peak_local_max"):
             v["seed_method"] = _select(st, "seed_method", "Seeds", SEED_METHODS, params.seed_method)
             v["distance_sigma"] = _slider(st, "distance_sigma", "Smooth distance map (px)", 0.0, 10.0,
                                           float(params.distance_sigma), 0.5)
             v["keep_unseeded"] = st.checkbox("Keep objects without a seed", key=_seed("keep_unseeded", params.keep_unseeded),
                                              help=HELP["keep_unseeded"])
-        if v["seed_method"] == "peak_local_max":
-            v["footprint"] = _slider(sb, "footprint", "Footprint (px)", 1, 101, int(params.footprint), 1)
-            v["min_distance"] = _slider(sb, "min_distance", "min_distance (px)", 1, 100, int(params.min_distance), 1)
-        else:
-            v["h"] = _slider(sb, "h", "h (px)", 0.1, 20.0, float(params.h), 0.1)
 
     sb.subheader("5 · Measure")
     size = sb.number_input("Pixel size (µm, 0 = unknown)", min_value=0.0, step=0.01, format="%.4f",

@@ -164,7 +164,7 @@ def zoom_controls(shape: tuple[int, int]) -> tuple[tuple, tuple]:
                             format_func=lambda z: f"{z}×", help="Magnify the same region in every view.")
     cx = c2.slider("Centre x (px)", 0, w - 1, w // 2, key="zoom_x", disabled=zoom == 1)
     cy = c3.slider("Centre y (px)", 0, h - 1, h // 2, key="zoom_y", disabled=zoom == 1)
-    contrast = c4.slider("Contrast (percentiles)", 0.0, 100.0, (0.5, 99.5), 0.5, key="contrast",
+    contrast = c4.slider("Contrast (percentiles)", 0.0, 100.0, (0.1, 99.9), 0.1, key="contrast",
                          help="Display only: intensities below the first percentile show black, above the second white.")
     ch, cw = max(8, h // zoom), max(8, w // zoom)
     y0 = int(min(max(cy - ch // 2, 0), h - ch))
