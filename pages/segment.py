@@ -20,6 +20,7 @@ from pages.common import (
     get_source,
     histogram_figure,
     label_of,
+    plane_cached,
     params_sidebar,
     read_cached,
     run_cached,
@@ -57,11 +58,13 @@ def _on_upload() -> None:
     source = ImageSource(file.name, data, digest_of(data))
     try:
         _, info = read_cached(source.digest, source.name, data)
+        params = _plane_defaults(get_params(), info)
+        plane_cached(source.digest, source.name, params.channel, params.z, params.t, data)  # constant? NaN?
     except ImageReadError as exc:
         st.session_state["upload_error"] = str(exc)
         return
     set_source(source)
-    set_params(_plane_defaults(get_params(), info))
+    set_params(params)
 
 
 def _plane_defaults(params: Params, info) -> Params:

@@ -142,6 +142,17 @@ def test_unreadable_upload_keeps_the_current_image():
     assert metric(at, "Objects") == before
 
 
+def test_constant_image_upload_is_refused_with_a_reason():
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, np.full((64, 64), 1000, np.uint16))
+    at = run_app()
+    before = metric(at, "Objects")
+    at.file_uploader(key="upload").set_value(("flat.tif", buf.getvalue(), "image/tiff")).run()
+    assert not at.exception
+    assert any("flat.tif" in e.value and "1000" in e.value for e in at.error)
+    assert metric(at, "Objects") == before
+
+
 def test_dark_background_image_suggests_dark_objects():
     plane = load_plane(SAMPLE)[0]
     inverted = (plane.max() - plane).astype(np.uint16)
