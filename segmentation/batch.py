@@ -53,7 +53,9 @@ __all__ = [
     "output_names",
     "process_one",
     "run_batch",
+    "flag_outliers",
     "SUMMARY_COLUMNS",
+    "OUTLIER_FACTOR",
 ]
 
 SUMMARY_COLUMNS = [
@@ -62,6 +64,9 @@ SUMMARY_COLUMNS = [
     "foreground_fraction", "height", "width", "pixel_size_um", "seconds", "warnings",
 ]
 THUMBNAIL_SIDE = 480
+# An image is flagged for a look when its count, cutoff or mean area is below
+# 1/OUTLIER_FACTOR or above OUTLIER_FACTOR times the batch median.
+OUTLIER_FACTOR = 2.0
 
 
 @dataclass(frozen=True)
@@ -231,6 +236,74 @@ def process_one(inp: BatchInput, out_name: str, params: Params) -> ImageOutcome:
     return outcome
 
 
+# --- quality control ----------------------------------------------------------------
+
+_OUTLIER_WORDS = {
+    # column: (word when low, word when high, what the number is)
+    "objects": ("few nuclei", "many nuclei", "{:.0f}"),
+    "threshold": ("low cutoff", "high cutoff", "{:.4g}"),
+    "mean_area_px2": ("small nuclei", "large nuclei", "{:.0f} px²"),
+}
+
+
+def flag_outliers(
+    summary: pd.DataFrame, factor: float = OUTLIER_FACTOR, min_images: int = 3
+) -> pd.Series:
+    """Why each image looks unlike the rest of the batch ('' when it does not).
+
+    An image that was segmented is flagged when its number of nuclei, its
+    cutoff or its mean nucleus area is less than ``1/factor`` or more than
+    `factor` times the median of the batch's segmented images (with the
+    default: less than half or more than double), and always when no nucleus
+    was found.  Needs at least `min_images` segmented images to compare.
+
+    Parameters
+    ----------
+    summary : DataFrame
+        The batch summary (``BatchReport.summary``): ``status``, ``objects``,
+        ``threshold``, ``mean_area_px2``.
+    factor : float
+        How far from the median (as a ratio) counts as unusual.
+    min_images : int
+        Fewer segmented images than this: only images without nuclei are flagged.
+
+    Returns
+    -------
+    Series of str, aligned with `summary`
+        E.g. ``"few nuclei: 12 (median 60)"``; several reasons are joined by ``"; "``.
+
+    Examples
+    --------
+    >>> s = pd.DataFrame({"status": ["ok"] * 4, "objects": [50, 60, 55, 10],
+    ...                   "threshold": [100.0, 110.0, 105.0, 100.0],
+    ...                   "mean_area_px2": [300.0, 310.0, 290.0, 300.0]})
+    >>> flag_outliers(s).tolist()
+    ['', '', '', 'few nuclei: 10 (median 52)']
+    """
+    reasons: list[list[str]] = [[] for _ in range(len(summary))]
+    ok = (summary["status"] == "ok").to_numpy() if len(summary) else np.zeros(0, bool)
+    if "objects" in summary:
+        objects = pd.to_numeric(summary["objects"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        for i in np.flatnonzero(ok & (objects == 0)):
+            reasons[i].append("no nuclei found")
+    if ok.sum() >= min_images:
+        for column, (low, high, fmt) in _OUTLIER_WORDS.items():
+            if column not in summary:
+                continue
+            values = pd.to_numeric(summary[column], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+            median = float(np.nanmedian(values[ok])) if np.isfinite(values[ok]).any() else np.nan
+            if not median > 0:  # ratios mean nothing around zero
+                continue
+            for i in np.flatnonzero(ok & np.isfinite(values)):
+                v = values[i]
+                if column == "objects" and v == 0:
+                    continue  # already "no nuclei found"
+                if v < median / factor or v > median * factor:
+                    word = low if v < median else high
+                    reasons[i].append(f"{word}: {fmt.format(v)} (median {fmt.format(median)})")
+    return pd.Series(["; ".join(r) for r in reasons], index=summary.index, dtype=object)
+
+
 # --- the zip --------------------------------------------------------------------
 
 
@@ -342,6 +415,9 @@ def _outcomes(
                     if job is None:
                         break
                     pending.add(pool.submit(process_one, job[0], job[1], params))
+                if should_stop():
+                    # drop the images still queued; those already running finish
+                    pending = {fut for fut in pending if not fut.cancel()}
                 if not pending:
                     return
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)

@@ -287,7 +287,9 @@ class Params:
                 f"settings version {version!r} is not supported (this app reads version "
                 f"{SCHEMA_VERSION} and older); update the app"
             )
-        return cls.from_dict(doc.get("params", {}))
+        if "params" not in doc:
+            raise ValueError('the settings file has no "params" section')
+        return cls.from_dict(doc["params"])
 
     def replace(self, **changes: Any) -> Params:
         """A copy with some settings changed (validated)."""
@@ -363,7 +365,7 @@ def _check(name: str, v: Any) -> None:
         if v is not None and v != "max" and (not _is_int(v) or v < 0):
             raise ValueError(f"z must be a slice number 0 or more, 'max', or empty; got {v!r}")
     elif name == "threshold_value":
-        if v is not None and not _is_number(v):
+        if v is not None and (not _is_number(v) or abs(v) == float("inf")):
             raise ValueError(f"threshold_value must be a number or empty; got {v!r}")
     elif name == "pixel_size_um":
         if v is not None and (not _is_number(v) or not 0 < v <= 1e4):

@@ -139,9 +139,10 @@ def segment(image: np.ndarray, params: Params | None = None, name: str = "image"
     Examples
     --------
     >>> import numpy as np
-    >>> img = np.zeros((64, 64), np.uint16); img[10:30, 10:30] = 2000; img[40:55, 35:60] = 1800
-    >>> segment(img).count
-    2
+    >>> img = np.zeros((64, 64), np.uint16); img[10:30, 10:30] = 2000; img[40:55, 40:55] = 1800
+    >>> result = segment(img)
+    >>> result.count, round(result.threshold)  # the Otsu cutoff, in the image's units
+    (2, 879)
     """
     params = params or Params()
     image = validate_plane(np.asarray(image), name)

@@ -71,7 +71,5 @@ def filter_objects(labels: np.ndarray, max_size: int = 0, exclude_border: bool =
             out = np.where(np.isin(out, too_large), 0, out)
     if exclude_border:
         out = segmentation.clear_border(out)
-    if out is labels:
-        return labels
     relabelled, _, _ = segmentation.relabel_sequential(out)
     return relabelled.astype(np.uint32, copy=False)

@@ -1,0 +1,345 @@
+"""Batch: one zip for many images; bad files become rows, never stop the run."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+
+from segmentation import ImageReadError, Params, segment
+from segmentation.batch import (
+    SUMMARY_COLUMNS,
+    BatchInput,
+    collect_inputs,
+    inputs_from_zip,
+    output_names,
+    process_one,
+    run_batch,
+)
+from segmentation.export import script_text
+from segmentation.io import load_plane
+
+PARAMS = Params(min_size=15, footprint=21, min_distance=8)
+
+
+def tiff_bytes(data: np.ndarray, **kwargs) -> bytes:
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, data, **kwargs)
+    return buf.getvalue()
+
+
+def bad_files(sample: np.ndarray) -> dict[str, bytes]:
+    """Each of these must fail with a clear reason (regex) of its own."""
+    nan = np.random.default_rng(0).random((32, 32)).astype(np.float32)
+    nan[3, 3] = np.nan
+    full = tiff_bytes(sample)
+    return {
+        "truncated.tif": full[: len(full) // 2],
+        "text.tif": b"this is a text file, renamed to .tif\n",
+        "empty.tif": b"",
+        "constant.tif": tiff_bytes(np.full((32, 32), 7, np.uint16)),
+        "nan.tif": tiff_bytes(nan),
+    }
+
+
+BAD_REASONS = {
+    "truncated.tif": "truncated or damaged",
+    "text.tif": "not a TIFF image",
+    "empty.tif": "empty",
+    "constant.tif": "every pixel has the value 7",
+    "nan.tif": "NaN",
+}
+
+
+def make_folder(root: Path, sample: np.ndarray) -> Path:
+    """exp/ with duplicate names in two folders, a calibrated image, bad files and a non-image."""
+    exp = root / "exp"
+    (exp / "a").mkdir(parents=True)
+    (exp / "b").mkdir()
+    (exp / "bad").mkdir()
+    tifffile.imwrite(exp / "a" / "img.tif", sample[:256, :256])
+    tifffile.imwrite(exp / "b" / "img.tif", sample[256:, 256:])
+    tifffile.imwrite(exp / "sample.tif", sample, imagej=True, resolution=(2.0, 2.0), metadata={"unit": "um"})
+    for name, data in bad_files(sample).items():
+        (exp / "bad" / name).write_bytes(data)
+    (exp / "notes.txt").write_text("not an image")
+    (exp / ".DS_Store").write_bytes(b"\x00\x01")
+    return exp
+
+
+GOOD = {"exp/a/img": "exp/a/img.tif", "exp/b/img": "exp/b/img.tif", "exp/sample": "exp/sample.tif"}
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory, sample) -> Path:
+    return make_folder(tmp_path_factory.mktemp("batch"), sample)
+
+
+@pytest.fixture(scope="module")
+def run(folder, tmp_path_factory):
+    inputs, skipped = collect_inputs([folder])
+    progress = []
+    report = run_batch(
+        inputs, PARAMS, tmp_path_factory.mktemp("out") / "results.zip", workers=1, skipped=skipped,
+        on_progress=lambda done, total, outcome: progress.append((done, total, outcome.name, outcome.status)),
+    )
+    return inputs, skipped, report, progress
+
+
+def read_zip(path: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(path) as z:
+        assert z.testzip() is None
+        return {n: z.read(n) for n in z.namelist()}
+
+
+def expected_result(path: Path, params: Params = PARAMS):
+    image, info = load_plane(path)
+    if params.pixel_size_um is None and info.pixel_size_um is not None:
+        params = params.replace(pixel_size_um=info.pixel_size_um)
+    return segment(image, params)
+
+
+# --- inputs and names --------------------------------------------------------
+
+
+def test_collect_inputs_keeps_folder_names_and_lists_non_images(folder):
+    inputs, skipped = collect_inputs([folder])
+    names = [i.name for i in inputs]
+    assert set(GOOD.values()) <= set(names)
+    assert {f"exp/bad/{n}" for n in BAD_REASONS} <= set(names)
+    assert skipped == ["exp/notes.txt"]  # .DS_Store (hidden) is neither
+    assert all(isinstance(i.source, Path) and i.source.is_file() for i in inputs)
+    # a file given directly is named by its file name
+    single, none = collect_inputs([folder / "a" / "img.tif"])
+    assert [i.name for i in single] == ["img.tif"] and none == []
+    with pytest.raises(FileNotFoundError, match="missing"):
+        collect_inputs([folder / "missing"])
+
+
+def test_output_names_never_collide():
+    names = ["a/img.tif", "b/img.tif", "a/img.png", "A/IMG.TIF", "a/img_2.tif", "../../x.tif", "c\\d\\y.tif", "/abs/z.tif", ""]
+    out = output_names(names)
+    assert len(out) == len(names)
+    assert len({o.lower() for o in out}) == len(out)  # unique, even on case-insensitive disks
+    assert out[:2] == ["a/img", "b/img"]
+    assert out[2] == "a/img_2" and out[3].lower() not in ("a/img", "a/img_2")
+    assert out[4].lower() not in {o.lower() for o in out[:4]}
+    assert out[5] == "x"  # no path escapes the zip
+    assert out[6] == "c/d/y" and out[7] == "abs/z" and out[8] == "image"
+    assert all(".." not in o.split("/") and not o.startswith("/") for o in out)
+
+
+def test_duplicate_file_names_in_different_folders_both_written(run, folder):
+    _, _, report, _ = run
+    files = read_zip(report.zip_path)
+    a = tifffile.imread(io.BytesIO(files["labels/exp/a/img.tif"]))
+    b = tifffile.imread(io.BytesIO(files["labels/exp/b/img.tif"]))
+    np.testing.assert_array_equal(a, expected_result(folder / "a" / "img.tif").labels)
+    np.testing.assert_array_equal(b, expected_result(folder / "b" / "img.tif").labels)
+    assert not np.array_equal(a, b)
+
+
+# --- the results zip ------------------------------------------------------------
+
+
+def test_good_images_give_labels_equal_to_segment(run, folder):
+    _, _, report, _ = run
+    files = read_zip(report.zip_path)
+    for out_name, rel in GOOD.items():
+        path = folder.parent / rel
+        expected = expected_result(path)
+        labels = tifffile.imread(io.BytesIO(files[f"labels/{out_name}.tif"]))
+        assert labels.dtype == np.uint32 and expected.count > 5
+        np.testing.assert_array_equal(labels, expected.labels)
+        mask = tifffile.imread(io.BytesIO(files[f"masks/{out_name}.tif"]))
+        np.testing.assert_array_equal(mask == 255, expected.labels > 0)
+        assert files[f"overlays/{out_name}.png"].startswith(b"\x89PNG")
+        table = pd.read_csv(io.BytesIO(files[f"measurements/{out_name}.csv"]))
+        assert len(table) == expected.count
+    assert set(report.thumbnails) == set(GOOD)
+
+
+def test_bad_files_become_failed_rows_and_errors_csv(run):
+    _, _, report, _ = run
+    summary = report.summary.set_index("file")
+    for name, reason in BAD_REASONS.items():
+        row = summary.loc[f"exp/bad/{name}"]
+        assert row["status"] == "failed", name
+        assert pd.Series([row["reason"]]).str.contains(reason).all(), (name, row["reason"])
+    errors = pd.read_csv(io.BytesIO(read_zip(report.zip_path)["errors.csv"]))
+    assert list(errors.columns) == ["file", "reason"]
+    assert sorted(errors["file"]) == sorted(f"exp/bad/{n}" for n in BAD_REASONS)
+    for name, reason in BAD_REASONS.items():
+        assert errors.loc[errors["file"] == f"exp/bad/{name}", "reason"].str.contains(reason).all()
+    assert sorted(f for f, _ in report.errors) == sorted(errors["file"])
+    # no output files for the failed ones
+    assert not [n for n in read_zip(report.zip_path) if n.startswith("labels/exp/bad/")]
+
+
+def test_summary_has_ok_failed_and_skipped_rows(run, folder):
+    inputs, skipped, report, _ = run
+    zipped = pd.read_csv(io.BytesIO(read_zip(report.zip_path)["summary.csv"]))
+    assert list(zipped.columns) == SUMMARY_COLUMNS
+    assert len(zipped) == len(inputs) + len(skipped)
+    assert (zipped["status"] == "ok").sum() == report.n_ok == len(GOOD)
+    assert (zipped["status"] == "failed").sum() == len(BAD_REASONS)
+    skipped_rows = zipped[zipped["status"] == "skipped"]
+    assert skipped_rows["file"].tolist() == ["exp/notes.txt"] and report.skipped == ["exp/notes.txt"]
+    assert skipped_rows["reason"].str.contains("not an image").all()
+    ok = zipped[zipped["status"] == "ok"].set_index("image")
+    for out_name, rel in GOOD.items():
+        expected = expected_result(folder.parent / rel)
+        assert ok.loc[out_name, "objects"] == expected.count
+        assert ok.loc[out_name, "threshold"] == pytest.approx(expected.threshold)
+        assert ok.loc[out_name, "height"] == expected.image.shape[0]
+    # the calibrated file's pixel size is used when the settings have none
+    assert ok.loc["exp/sample", "pixel_size_um"] == pytest.approx(0.5)
+    assert pd.isna(ok.loc["exp/a/img", "pixel_size_um"])
+    assert ok.loc["exp/sample", "mean_area_um2"] == pytest.approx(ok.loc["exp/sample", "mean_area_px2"] * 0.25)
+
+
+def test_measurements_csv_concatenates_tables_with_image_column(run):
+    _, _, report, _ = run
+    files = read_zip(report.zip_path)
+    combined = pd.read_csv(io.BytesIO(files["measurements.csv"]))
+    assert combined.columns[0] == "image"
+    assert set(combined["image"]) == set(GOOD)
+    assert "area_um2" in combined.columns  # from the calibrated image
+    for out_name in GOOD:
+        part = pd.read_csv(io.BytesIO(files[f"measurements/{out_name}.csv"]))
+        rows = combined[combined["image"] == out_name].reset_index(drop=True)
+        assert len(rows) == len(part)
+        pd.testing.assert_frame_equal(rows[part.columns], part, check_dtype=False)
+        if "area_um2" not in part:
+            assert rows["area_um2"].isna().all()
+
+
+def test_settings_readme_and_script_in_zip(run):
+    _, _, report, _ = run
+    files = read_zip(report.zip_path)
+    assert Params.from_json(files["settings.json"]) == PARAMS
+    assert files["segment.py"].decode("utf-8") == script_text(PARAMS)
+    readme = files["README.txt"].decode("utf-8")
+    assert "labels/<name>.tif" in readme and "scikit-image" in readme
+    assert "3 ok" in readme and "5 failed" in readme
+
+
+def test_progress_called_for_every_input(run):
+    inputs, _, report, progress = run
+    assert [p[0] for p in progress] == list(range(1, len(inputs) + 1))
+    assert {p[1] for p in progress} == {len(inputs)}
+    assert not report.stopped
+
+
+def test_two_workers_give_the_same_files_as_one(folder, tmp_path):
+    inputs, skipped = collect_inputs([folder / "a", folder / "b", folder / "bad" / "nan.tif", folder / "sample.tif"])
+    one = run_batch(inputs, PARAMS, tmp_path / "one.zip", workers=1, skipped=skipped)
+    two = run_batch(inputs, PARAMS, tmp_path / "two.zip", workers=2, skipped=skipped)
+    f1, f2 = read_zip(one.zip_path), read_zip(two.zip_path)
+    assert set(f1) == set(f2)
+    label_files = [n for n in f1 if n.startswith(("labels/", "masks/"))]
+    assert len(label_files) == 6
+    for name in label_files:
+        np.testing.assert_array_equal(tifffile.imread(io.BytesIO(f1[name])), tifffile.imread(io.BytesIO(f2[name])))
+    s1 = one.summary.drop(columns="seconds").sort_values("image").reset_index(drop=True)
+    s2 = two.summary.drop(columns="seconds").sort_values("image").reset_index(drop=True)
+    pd.testing.assert_frame_equal(s1, s2)
+
+
+def test_should_stop_leaves_a_valid_zip_with_not_run_rows(folder, tmp_path):
+    inputs, _ = collect_inputs([folder / "a", folder / "b", folder / "sample.tif"])
+    done = []
+    report = run_batch(
+        inputs, PARAMS, tmp_path / "stopped.zip", workers=1,
+        on_progress=lambda *args: done.append(args), should_stop=lambda: len(done) >= 1,
+    )
+    assert report.stopped and len(done) == 1
+    files = read_zip(report.zip_path)
+    summary = pd.read_csv(io.BytesIO(files["summary.csv"]))
+    assert summary["status"].tolist() == ["ok", "not run", "not run"]
+    assert summary["reason"].iloc[1:].str.contains("stopped").all()
+    assert [n for n in files if n.startswith("labels/")] == [f"labels/{summary['image'].iloc[0]}.tif"]
+    assert {"settings.json", "README.txt", "segment.py", "measurements.csv"} <= set(files)
+    assert "errors.csv" not in files  # stopping is not an error
+
+
+def test_stop_before_start_with_workers(folder, tmp_path):
+    inputs, _ = collect_inputs([folder / "a"])
+    report = run_batch(inputs, PARAMS, tmp_path / "none.zip", workers=2, should_stop=lambda: True)
+    assert report.stopped and report.n_ok == 0
+    assert report.summary["status"].tolist() == ["not run"]
+    assert "summary.csv" in read_zip(report.zip_path)
+
+
+def test_inputs_from_uploaded_zip(sample, tmp_path):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("imgs/", b"")
+        z.writestr("imgs/sub/one.tif", tiff_bytes(sample[:200, :200]))
+        z.writestr("imgs/two.TIF", tiff_bytes(sample[300:, 300:]))
+        z.writestr("__MACOSX/imgs/sub/._one.tif", b"\x00\x05\x16\x07 mac resource fork")
+        z.writestr("imgs/.hidden.tif", b"junk")
+        z.writestr("imgs/readme.txt", "some notes")
+    inputs, skipped = inputs_from_zip(buf.getvalue(), "upload.zip")
+    assert [i.name for i in inputs] == ["imgs/sub/one.tif", "imgs/two.TIF"]
+    assert all(isinstance(i.source, bytes) for i in inputs)
+    assert skipped == ["imgs/readme.txt"]
+
+    report = run_batch(inputs, PARAMS, tmp_path / "r.zip", workers=1, skipped=skipped)
+    assert report.n_ok == 2 and not report.errors
+    files = read_zip(report.zip_path)
+    np.testing.assert_array_equal(
+        tifffile.imread(io.BytesIO(files["labels/imgs/sub/one.tif"])), segment(sample[:200, :200], PARAMS).labels
+    )
+    assert "labels/imgs/two.tif" in files
+
+
+def test_inputs_from_zip_rejects_a_non_zip():
+    with pytest.raises(ImageReadError, match="'bad.zip'.*not a valid zip"):
+        inputs_from_zip(b"PK but not really", "bad.zip")
+
+
+def test_process_one_never_raises(tmp_path):
+    outcome = process_one(BatchInput("gone.tif", tmp_path / "gone.tif"), "gone", PARAMS)
+    assert outcome.status == "failed" and "does not exist" in outcome.reason
+    assert outcome.row["status"] == "failed" and outcome.row["seconds"] >= 0
+    assert outcome.files == {} and outcome.measurements is None
+
+
+def test_process_one_uses_the_plane_choice(sample):
+    stack = np.stack([np.zeros_like(sample) + 3, sample])  # channel 0 is flat
+    data = tiff_bytes(stack, imagej=True, metadata={"axes": "CYX"})
+    failed = process_one(BatchInput("two.tif", data), "two", PARAMS)
+    assert failed.status == "failed" and "channel" in failed.reason
+    ok = process_one(BatchInput("two.tif", data), "two", PARAMS.replace(channel=1))
+    assert ok.status == "ok"
+    np.testing.assert_array_equal(
+        tifffile.imread(io.BytesIO(ok.files["labels/two.tif"])), segment(sample, PARAMS).labels
+    )
+
+
+
+def test_image_with_no_objects_is_ok_with_a_warning(folder, tmp_path):
+    inputs, _ = collect_inputs([folder / "a"])
+    params = PARAMS.replace(min_size=1_000_000)  # every object is too small
+    report = run_batch(inputs, params, tmp_path / "r.zip", workers=1)
+    row = report.summary.iloc[0]
+    assert row["status"] == "ok" and row["objects"] == 0
+    assert "min size" in row["warnings"]
+    files = read_zip(report.zip_path)
+    assert tifffile.imread(io.BytesIO(files["labels/a/img.tif"])).max() == 0
+    assert len(pd.read_csv(io.BytesIO(files["measurements/a/img.csv"]))) == 0
+    assert len(pd.read_csv(io.BytesIO(files["measurements.csv"]))) == 0
+
+
+def test_no_inputs_still_writes_a_valid_zip(tmp_path):
+    report = run_batch([], PARAMS, tmp_path / "r.zip", workers=2, skipped=["x.txt"])
+    assert report.n_ok == 0 and not report.stopped
+    files = read_zip(report.zip_path)
+    assert {"summary.csv", "settings.json", "segment.py", "README.txt", "measurements.csv"} <= set(files)
+    assert pd.read_csv(io.BytesIO(files["summary.csv"]))["status"].tolist() == ["skipped"]

@@ -1,0 +1,192 @@
+"""Params: the course's defaults, validation naming the setting, and the settings JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from segmentation.params import (
+    AUTO_THRESHOLD_METHODS,
+    HELP,
+    SCHEMA_NAME,
+    SCHEMA_VERSION,
+    STAGE_FIELDS,
+    THRESHOLD_METHODS,
+    Params,
+)
+
+
+def test_defaults_are_the_course_recipe():
+    p = Params()
+    assert p.filter == "gaussian" and p.sigma == 1
+    assert p.background == "none"
+    assert p.threshold_method == "otsu" and p.objects == "bright"
+    assert p.min_size == 10
+    assert p.closing_radius == 1 and p.opening_radius == 0 and p.fill_holes is False
+    assert p.split == "watershed" and p.seed_method == "peak_local_max"
+    assert p.footprint == 25 and p.min_distance == 10
+    assert p.distance_sigma == 0 and p.keep_unseeded is False
+    assert p.max_size == 0 and p.exclude_border is False
+    assert p.channel is None and p.z is None and p.t is None and p.pixel_size_um is None
+
+
+@pytest.mark.parametrize(
+    "changes, setting",
+    [
+        ({"sigma": -1.0}, "sigma"),
+        ({"sigma": float("nan")}, "sigma"),
+        ({"block_size": 50}, "block_size"),
+        ({"block_size": 1}, "block_size"),
+        ({"threshold_method": "kittler"}, "threshold_method"),
+        ({"filter": "bilateral"}, "filter"),
+        ({"background": "ball"}, "background"),
+        ({"objects": "grey"}, "objects"),
+        ({"split": "yes"}, "split"),
+        ({"seed_method": "random"}, "seed_method"),
+        ({"min_size": True}, "min_size"),  # bool where a whole number is expected
+        ({"footprint": True}, "footprint"),
+        ({"min_size": 2.5}, "min_size"),
+        ({"min_size": -1}, "min_size"),
+        ({"footprint": 0}, "footprint"),
+        ({"min_distance": 0}, "min_distance"),
+        ({"closing_radius": "1"}, "closing_radius"),
+        ({"channel": True}, "channel"),
+        ({"channel": -1}, "channel"),
+        ({"t": 1.0}, "t"),
+        ({"z": "min"}, "z"),
+        ({"z": -2}, "z"),
+        ({"fill_holes": 1}, "fill_holes"),
+        ({"exclude_border": "yes"}, "exclude_border"),
+        ({"keep_unseeded": None}, "keep_unseeded"),
+        ({"h": 0.0}, "h"),
+        ({"background_radius": 0.5}, "background_radius"),
+        ({"threshold_value": "high"}, "threshold_value"),
+        ({"threshold_value": float("inf")}, "threshold_value"),  # would write non-JSON 'Infinity'
+        ({"threshold_value": float("nan")}, "threshold_value"),
+        ({"pixel_size_um": 0.0}, "pixel_size_um"),
+        ({"pixel_size_um": -0.1}, "pixel_size_um"),
+        ({"threshold_method": "manual"}, "threshold_value"),  # manual with no value
+    ],
+)
+def test_invalid_value_raises_valueerror_naming_the_setting(changes, setting):
+    with pytest.raises(ValueError, match=setting):
+        Params(**changes)
+
+
+def test_replace_validates_too():
+    p = Params()
+    assert p.replace(sigma=2.5).sigma == 2.5
+    with pytest.raises(ValueError, match="block_size"):
+        p.replace(block_size=4)
+    # the original is untouched (frozen)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.sigma = 3.0  # type: ignore[misc]
+    assert p.sigma == 1.0
+
+
+def test_valid_edge_values_are_accepted():
+    p = Params(
+        threshold_method="manual", threshold_value=0, z="max", channel=0, t=3, sigma=0.0,
+        closing_radius=0, min_size=0, block_size=3, pixel_size_um=0.65, offset=-5.5,
+    )
+    assert p.z == "max" and p.threshold_value == 0 and p.block_size == 3
+    # a whole number is fine where a float is expected
+    assert Params(sigma=2).sigma == 2
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        Params(),
+        Params(z="max", channel=1, t=0, pixel_size_um=0.325),
+        Params(
+            background="rolling_ball", background_radius=30.0, filter="median", filter_size=5,
+            threshold_method="manual", threshold_value=1234.5, objects="dark", min_size=25,
+            closing_radius=0, opening_radius=2, fill_holes=True, max_hole_size=40, split="none",
+            exclude_border=True, max_size=5000,
+        ),
+        Params(
+            threshold_method="local", block_size=101, offset=-3.25, seed_method="h_maxima", h=1.5,
+            distance_sigma=2.0, keep_unseeded=True, z=4,
+        ),
+    ],
+    ids=["defaults", "plane", "many", "local-hmaxima"],
+)
+def test_json_round_trip(params):
+    text = params.to_json()
+    doc = json.loads(text)
+    assert doc["schema"] == SCHEMA_NAME and doc["version"] == SCHEMA_VERSION
+    back = Params.from_json(text)
+    assert back == params
+    assert Params.from_json(text.encode("utf-8")) == params
+    assert Params.from_dict(params.to_dict()) == params
+
+
+def _doc(**params) -> str:
+    return json.dumps({"schema": SCHEMA_NAME, "version": SCHEMA_VERSION, "params": params})
+
+
+def test_from_json_unknown_key_names_it():
+    with pytest.raises(ValueError, match="unknown setting.*'sigmaa'"):
+        Params.from_json(_doc(sigmaa=2))
+
+
+def test_from_json_wrong_type_names_the_setting():
+    with pytest.raises(ValueError, match="min_size"):
+        Params.from_json(_doc(min_size="ten"))
+    with pytest.raises(ValueError, match="block_size"):
+        Params.from_json(_doc(block_size=51.0))  # a float where a whole number is expected
+    with pytest.raises(ValueError, match="fill_holes"):
+        Params.from_json(_doc(fill_holes="true"))
+
+
+def test_from_json_params_not_an_object():
+    text = json.dumps({"schema": SCHEMA_NAME, "version": SCHEMA_VERSION, "params": [1, 2]})
+    with pytest.raises(ValueError, match="JSON object"):
+        Params.from_json(text)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('{"schema": "something-else", "version": 1, "params": {}}', "not a settings file"),
+        ('{"version": 1, "params": {}}', "not a settings file"),
+        ('[1, 2, 3]', "not a settings file"),
+        (f'{{"schema": "{SCHEMA_NAME}", "version": {SCHEMA_VERSION + 1}, "params": {{}}}}', "version.*not supported"),
+        (f'{{"schema": "{SCHEMA_NAME}", "version": "1", "params": {{}}}}', "version.*not supported"),
+        (f'{{"schema": "{SCHEMA_NAME}", "params": {{}}}}', "version.*not supported"),
+        ("sigma = 2", "not valid JSON"),
+        ("", "not valid JSON"),
+        (b"\xff\xfe\x00garbage", "not valid JSON"),
+    ],
+    ids=["other-schema", "no-schema", "list", "newer-version", "string-version", "no-version",
+         "not-json", "empty", "binary"],
+)
+def test_from_json_rejects_with_clear_valueerror(text, message):
+    with pytest.raises(ValueError, match=message):
+        Params.from_json(text)
+
+
+def test_every_field_belongs_to_exactly_one_stage_and_has_help():
+    names = [f.name for f in dataclasses.fields(Params)]
+    staged = [name for fields in STAGE_FIELDS.values() for name in fields]
+    assert sorted(staged) == sorted(names)
+    assert set(HELP) == set(names)
+    assert all(HELP[n].strip() for n in names)
+
+
+def test_stage_key_changes_only_for_its_own_fields():
+    a = Params()
+    b = a.replace(min_distance=5)
+    assert a.stage("split") != b.stage("split")
+    for stage in ("plane", "filter", "threshold", "refine", "measure"):
+        assert a.stage(stage) == b.stage(stage)
+    # usable as a cache key: an equal copy finds the same entry
+    assert {a: 1}[Params()] == 1 and b not in {a: 1}
+
+
+def test_threshold_methods_lists():
+    assert THRESHOLD_METHODS[0] == "manual" and THRESHOLD_METHODS[-1] == "local"
+    assert set(AUTO_THRESHOLD_METHODS) == {"otsu", "li", "triangle", "yen", "isodata", "mean", "minimum"}

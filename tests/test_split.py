@@ -1,0 +1,184 @@
+"""Split: connected components and the watershed recipe, seeds, unseeded objects."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+from skimage import measure, morphology
+from skimage.feature import peak_local_max
+from skimage.filters import gaussian, threshold_otsu
+from skimage.segmentation import watershed
+
+from segmentation.params import Params
+from segmentation.split import distance_map, find_seeds, split_objects
+
+
+def watershed_recipe(mask, footprint=25, min_distance=10, distance_sigma=0.0):
+    """The course's split, written out with plain calls."""
+    distance = ndi.distance_transform_edt(mask)
+    if distance_sigma:
+        distance = ndi.gaussian_filter(distance, sigma=distance_sigma)
+    coords = peak_local_max(distance, footprint=np.ones((footprint, footprint)), min_distance=min_distance)
+    peaks = np.zeros(distance.shape, dtype=bool)
+    peaks[tuple(coords.T)] = True
+    seeds = measure.label(peaks)
+    return watershed(-distance, seeds, mask=mask)
+
+
+def same_up_to_renumbering(a: np.ndarray, b: np.ndarray) -> bool:
+    """True when a and b partition the pixels identically."""
+    if a.shape != b.shape or not np.array_equal(a > 0, b > 0):
+        return False
+    pairs = np.unique(np.stack([a.ravel(), b.ravel()]), axis=1)
+    return len(np.unique(pairs[0])) == pairs.shape[1] == len(np.unique(pairs[1]))
+
+
+def disk(shape, cy, cx, r):
+    yy, xx = np.ogrid[: shape[0], : shape[1]]
+    return (yy - cy) ** 2 + (xx - cx) ** 2 < r**2
+
+
+@pytest.fixture(scope="module")
+def mask(sample) -> np.ndarray:
+    smooth = gaussian(sample, sigma=1, preserve_range=True)
+    m = morphology.remove_small_objects(smooth > threshold_otsu(smooth), max_size=9)
+    return morphology.closing(m, morphology.disk(1))
+
+
+def test_none_equals_label(mask):
+    r = split_objects(mask, Params(split="none"))
+    np.testing.assert_array_equal(r.labels, measure.label(mask))
+    assert r.labels.dtype == np.uint32
+    assert r.distance is None and r.seeds.shape == (0, 2) and not r.unseeded.any()
+
+
+@pytest.mark.parametrize("footprint, min_distance", [(25, 10), (15, 5), (9, 3), (35, 14)])
+def test_watershed_equals_plain_recipe(mask, footprint, min_distance):
+    r = split_objects(mask, Params(footprint=footprint, min_distance=min_distance))
+    expected = watershed_recipe(mask, footprint, min_distance)
+    np.testing.assert_array_equal(r.labels, expected)
+    assert r.labels.dtype == np.uint32
+    np.testing.assert_array_equal(r.distance, ndi.distance_transform_edt(mask))
+
+
+def test_footprint_and_min_distance_change_the_count(mask):
+    fine = split_objects(mask, Params(footprint=9, min_distance=3)).labels.max()
+    coarse = split_objects(mask, Params(footprint=35, min_distance=14)).labels.max()
+    none = split_objects(mask, Params(split="none")).labels.max()
+    assert fine > coarse  # smaller windows: more seeds, more splits
+    assert fine > none
+
+
+def test_two_overlapping_disks_split_into_two_one_disk_stays_one():
+    shape = (60, 100)
+    two = disk(shape, 30, 35, 18) | disk(shape, 30, 65, 18)
+    one = disk(shape, 30, 50, 18)
+    p = Params(footprint=15, min_distance=5)
+    assert measure.label(two).max() == 1  # they touch
+    r = split_objects(two, p)
+    assert r.labels.max() == 2
+    assert np.array_equal(r.labels > 0, two)
+    # the two centres fall in different objects
+    assert 0 != r.labels[30, 35] != r.labels[30, 65] != 0
+    assert split_objects(one, p).labels.max() == 1
+    assert split_objects(two, Params(split="none")).labels.max() == 1
+
+
+def test_h_maxima_gives_one_seed_for_an_irregular_single_nucleus():
+    shape = (80, 100)
+    # a lopsided peanut: a large lobe and a smaller one with a shallow neck
+    blob = disk(shape, 40, 40, 16) | disk(shape, 40, 54, 13)
+    assert measure.label(blob).max() == 1
+    h = split_objects(blob, Params(seed_method="h_maxima", h=2.0))
+    plm = split_objects(blob, Params(footprint=5, min_distance=2))
+    assert h.labels.max() == 1 and len(h.seeds) == 1
+    assert plm.labels.max() > 1  # small min_distance cuts the single nucleus
+    assert np.array_equal(h.labels > 0, blob)
+
+
+def test_h_maxima_seeds_equal_plain_h_maxima(mask):
+    distance = ndi.distance_transform_edt(mask)
+    markers, coords = find_seeds(distance, mask, Params(seed_method="h_maxima", h=1.5))
+    expected = measure.label(morphology.h_maxima(distance, 1.5).astype(bool) & mask)
+    np.testing.assert_array_equal(markers, expected)
+    assert len(coords) == expected.max()
+    r = split_objects(mask, Params(seed_method="h_maxima", h=1.5))
+    np.testing.assert_array_equal(r.labels, watershed(-distance, expected, mask=mask))
+
+
+def test_higher_h_gives_fewer_objects(mask):
+    low = split_objects(mask, Params(seed_method="h_maxima", h=0.5)).labels.max()
+    high = split_objects(mask, Params(seed_method="h_maxima", h=4.0)).labels.max()
+    assert low > high > 0
+
+
+@pytest.mark.parametrize("sigma", [1.0, 3.0])
+def test_distance_sigma_smooths_the_edt(mask, sigma):
+    r = split_objects(mask, Params(distance_sigma=sigma))
+    expected = ndi.gaussian_filter(ndi.distance_transform_edt(mask), sigma=sigma)
+    np.testing.assert_array_equal(r.distance, expected)
+    np.testing.assert_array_equal(distance_map(mask, sigma), expected)
+    assert same_up_to_renumbering(r.labels, watershed_recipe(mask, distance_sigma=sigma))
+
+
+def test_strong_smoothing_keeps_seeds_in_the_mask_and_labels_consecutive():
+    """A smoothed map can peak outside a non-convex mask (here near a corner)."""
+    shape = (80, 100)
+    m = (disk(shape, 40, 50, 25) & ~disk(shape, 40, 50, 12)) | disk(shape, 10, 10, 6)
+    p = Params(distance_sigma=10.0, footprint=9, min_distance=3)
+    r = split_objects(m, p)
+    assert len(r.seeds) and m[tuple(r.seeds.T)].all()
+    np.testing.assert_array_equal(np.unique(r.labels), np.arange(r.labels.max() + 1))
+    assert same_up_to_renumbering(r.labels, watershed_recipe(m, 9, 3, distance_sigma=10.0))
+
+
+def test_keep_unseeded_adds_the_unseeded_components():
+    shape = (60, 120)
+    big = disk(shape, 30, 30, 20)
+    small = disk(shape, 30, 58, 5)  # inside the big one's footprint: no seed of its own
+    far = disk(shape, 30, 100, 12)
+    m = big | small | far
+    assert measure.label(m).max() == 3
+    p = Params(footprint=61, min_distance=5)
+    dropped = split_objects(m, p)
+    assert dropped.labels.max() == 2
+    assert np.array_equal(dropped.unseeded, small)
+    assert not dropped.labels[small].any()
+
+    kept = split_objects(m, p.replace(keep_unseeded=True))
+    assert kept.labels.max() == 3
+    assert np.array_equal(kept.labels > 0, m)
+    assert not kept.unseeded.any()
+    # the seeded objects keep their labels; the unseeded one is added after them
+    np.testing.assert_array_equal(kept.labels[~small], dropped.labels[~small])
+    assert set(np.unique(kept.labels[small])) == {3}
+
+
+def test_keep_unseeded_on_sample_covers_the_whole_mask(mask):
+    dropped = split_objects(mask, Params())
+    kept = split_objects(mask, Params(keep_unseeded=True))
+    n_extra = measure.label(dropped.unseeded).max()
+    assert n_extra > 0, "the course recipe leaves some objects without a seed on the sample"
+    assert kept.labels.max() == dropped.labels.max() + n_extra
+    assert np.array_equal(kept.labels > 0, mask)
+
+
+@pytest.mark.parametrize("params", [Params(), Params(seed_method="h_maxima"), Params(distance_sigma=2.0)],
+                         ids=["peak_local_max", "h_maxima", "smoothed"])
+def test_seeds_are_exposed_and_inside_the_mask(mask, params):
+    r = split_objects(mask, params)
+    assert r.seeds.ndim == 2 and r.seeds.shape[1] == 2 and len(r.seeds) > 50
+    assert np.issubdtype(r.seeds.dtype, np.integer)
+    assert mask[tuple(r.seeds.T)].all()
+    # every seed lies in a labelled object, and each object got one seed
+    assert (r.labels[tuple(r.seeds.T)] > 0).all()
+    assert len(set(r.labels[tuple(r.seeds.T)].tolist())) == r.labels.max()
+
+
+def test_empty_mask_gives_no_objects():
+    m = np.zeros((20, 20), bool)
+    for params in (Params(), Params(seed_method="h_maxima"), Params(split="none")):
+        r = split_objects(m, params)
+        assert r.labels.max() == 0 and r.labels.dtype == np.uint32
+        assert r.seeds.shape == (0, 2)
