@@ -191,7 +191,9 @@ def segment(image, s):
             peaks = np.zeros(distance.shape, dtype=bool)
             peaks[tuple(coords.T)] = True
         else:
-            peaks = morphology.h_maxima(distance, s["h"]).astype(bool) & mask
+            # h-maxima: regional maxima of the reconstruction of (distance - h) under distance
+            domes = morphology.reconstruction(distance - s["h"], distance, method="dilation")
+            peaks = morphology.local_maxima(domes, allow_borders=True) & mask
         seeds = measure.label(peaks)
         labels = segmentation.watershed(-distance, seeds, mask=mask)
         unseeded = mask & (labels == 0)

@@ -97,10 +97,11 @@ def test_h_maxima_gives_one_seed_for_an_irregular_single_nucleus():
     assert np.array_equal(h.labels > 0, blob)
 
 
-def test_h_maxima_seeds_equal_plain_h_maxima(mask):
+def test_h_maxima_seeds_equal_textbook_h_maxima(mask):
     distance = ndi.distance_transform_edt(mask)
     markers, coords = find_seeds(distance, mask, Params(seed_method="h_maxima", h=1.5))
-    expected = measure.label(morphology.h_maxima(distance, 1.5).astype(bool) & mask)
+    domes = morphology.reconstruction(distance - 1.5, distance, method="dilation")
+    expected = measure.label(morphology.local_maxima(domes, allow_borders=True) & mask)
     np.testing.assert_array_equal(markers, expected)
     assert len(coords) == expected.max()
     r = split_objects(mask, Params(seed_method="h_maxima", h=1.5))
@@ -182,3 +183,13 @@ def test_empty_mask_gives_no_objects():
         r = split_objects(m, params)
         assert r.labels.max() == 0 and r.labels.dtype == np.uint32
         assert r.seeds.shape == (0, 2)
+
+
+def test_h_maxima_merges_two_equal_tops_joined_by_a_shallow_dip():
+    shape = (80, 100)
+    twins = disk(shape, 40, 43, 16) | disk(shape, 40, 57, 16)  # symmetric: both tops equally high
+    distance = ndi.distance_transform_edt(twins)
+    r = split_objects(twins, Params(seed_method="h_maxima", h=2.0))
+    assert len(r.seeds) == 1 and r.labels.max() == 1
+    # scikit-image's h_maxima keeps both equal tops, which would cut this nucleus in two
+    assert measure.label(morphology.h_maxima(distance, 2.0)).max() == 2
