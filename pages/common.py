@@ -32,6 +32,22 @@ DISPLAY_SIDE = 1000  # longest side of images sent to the browser
 WIDGET_PREFIX = "w_"  # sidebar widget keys are WIDGET_PREFIX + Params field name
 
 
+def use_app_navigation() -> None:
+    """Make sure the page runs inside ``app.py``'s navigation.
+
+    Streamlit treats a folder named ``pages/`` as a legacy page folder until
+    ``st.navigation`` has run once in the server process, so the very first
+    visitor who opens e.g. ``/batch`` by URL would get every file of the folder
+    as a page, without the app's layout.  Switch that mode off and run again
+    through ``app.py``.  Call it first on every page.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 @dataclass(frozen=True)
 class ImageSource:
     """The file the pages work on: its name, bytes and a digest to key caches on."""

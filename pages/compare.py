@@ -1,4 +1,401 @@
+"""Compare page: filters, thresholds and seed settings side by side; one click adopts the best."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import Future, wait
+
+import numpy as np
+import plotly.graph_objects as go
 import streamlit as st
 
-st.title("Compare")
-st.info("Coming soon.")
+from pages.common import current_image, get_params, histogram_figure, set_params, show_error, use_app_navigation
+from segmentation import compare as cmp
+from segmentation.display import downsample_factor
+from segmentation.filters import filter_image
+from segmentation.params import HELP, Params
+
+WORKERS = 2  # threads computing cells (scipy's filters release the GIL; measured in benchmarks/compare_bench.py)
+CACHE_BYTES = 1 << 30  # results kept for all users: about 80 cells of a 2048² image
+CELL_SIDE = 384  # crops smaller than this are enlarged with whole pixels, larger ones reduced
+OVERVIEW_SIDE = 320
+COLUMNS = 4
+TABS = ("Filter", "Threshold", "Splitting")
+VIEWS = {"mask": "Mask", "outlines": "Outlines on the raw image"}
+LEGEND = {
+    "mask": "White: nuclei. Black lines: where touching nuclei were split. "
+    "Grey: mask that ended up in no nucleus (no seed, too large or on the border).",
+    "outlines": "Yellow: nucleus outlines. Magenta: mask that ended up in no nucleus "
+    "(no seed, too large or on the border).",
+}
+CROP_SIZES = (64, 96, 128, 192, 256, 384, 512, 768, 1024)
+
+# Widget state that should survive a visit to another page (Streamlit forgets the
+# values of widgets that a run does not draw): saved here, restored on return.
+UI_STORE = "compare_ui"
+UI_KEYS = ("cmp_tab", "cmp_view", "cmp_size", "cmp_cx", "cmp_cy", "cmp_sigmas", "cmp_windows",
+           "cmp_min_distances", "cmp_footprints", "cmp_log")
+
+
+# --- computing (cached for every user, keyed on the image and the cell's settings) ----
+
+
+@st.cache_resource(show_spinner=False)
+def cell_cache() -> cmp.CellCache:
+    return cmp.CellCache(max_bytes=CACHE_BYTES, workers=WORKERS)
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _display_range(key: str, _plane: np.ndarray) -> tuple[float, float]:
+    """The 0.5 and 99.5 percentiles of the whole plane: one contrast for every crop."""
+    step = max(1, int(np.sqrt(_plane.size / 1_000_000)))
+    lo, hi = np.percentile(_plane[::step, ::step], [0.5, 99.5])
+    return float(lo), float(hi)
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _overview_u8(key: str, _plane: np.ndarray) -> tuple[np.ndarray, int]:
+    step = downsample_factor(_plane.shape, OVERVIEW_SIDE)
+    lo, hi = _display_range(key, _plane)
+    return cmp.stretch_between(_plane[::step, ::step], lo, hi), step
+
+
+def submit(image, cells: list[cmp.Cell], filtered: np.ndarray | None = None) -> list[Future]:
+    """Start the cells not yet known (slowest first); one future per cell, in order."""
+    cache = cell_cache()
+    futures: list[Future | None] = [None] * len(cells)
+    for i in sorted(range(len(cells)), key=lambda i: -cmp.cell_cost(cells[i].params)):
+        p = cells[i].params
+        futures[i] = cache.submit((image.key, cmp.cell_key(p)), cmp.compute_cell, image.plane, p, filtered)
+    return futures  # type: ignore[return-value]
+
+
+def show_grid(image, rows: list[cmp.Row], what: str, region: Region, current: Params, key: str, *,
+              filtered: np.ndarray | None = None, show_cutoff: bool = False,
+              notes: dict[str, str] | None = None) -> list[list[cmp.CellResult]]:
+    """Lay out the grid, then fill each cell as soon as its result is ready.
+
+    Cells are computed in the background threads of :func:`cell_cache`; a rerun
+    (the user moved a slider) does not lose them: they finish and are kept.
+    """
+    cells = [c for row in rows for c in row.cells]
+    futures = submit(image, cells, filtered)
+    progress = st.empty()
+    slots = []
+    for row in rows:
+        st.markdown(f"**{row.title}** — {row.values_text}")
+        for start in range(0, len(row.cells), COLUMNS):
+            cols = st.columns(COLUMNS)
+            chunk = row.cells[start:start + COLUMNS]
+            slots += [(cols[j].empty(), f"{key}_{row.name}_{start + j}") for j in range(len(chunk))]
+            note = (notes or {}).get(row.name)
+            if note and len(chunk) < COLUMNS:
+                cols[len(chunk)].caption(note)
+    pending = {}
+    for i, (cell, future, (slot, cell_key)) in enumerate(zip(cells, futures, slots)):
+        if future.done():
+            draw_cell(slot, cell, future.result(), region, current, cell_key, show_cutoff)
+        else:
+            draw_pending(slot, cell, region)
+            pending.setdefault(future, []).append(i)
+    if pending:
+        begin = time.perf_counter()
+        total = len(pending)
+        left = set(pending)
+        bar = progress.progress(0.0, text=f"{what}: computing {total} settings…")
+        while left:
+            done, left = wait(left, timeout=0.5, return_when="FIRST_COMPLETED")
+            for future in done:
+                for i in pending[future]:
+                    slot, cell_key = slots[i]
+                    draw_cell(slot, cells[i], future.result(), region, current, cell_key, show_cutoff)
+            n = total - len(left)
+            bar.progress(n / total, text=f"{what}: {n} of {total} settings ready "
+                                         f"({time.perf_counter() - begin:.0f} s; large median windows are the slowest)")
+        progress.caption(f"{what}: {total} settings computed in {time.perf_counter() - begin:.1f} s on "
+                         f"{WORKERS} threads, and kept: moving the region or coming back is instant.")
+    results = [f.result() for f in futures]
+    out, k = [], 0
+    for row in rows:
+        out.append(results[k:k + len(row.cells)])
+        k += len(row.cells)
+    return out
+
+
+def filtered_image(image, params: Params) -> np.ndarray:
+    """The current filtered image, shared by the threshold and splitting cells."""
+    key = (image.key, "filtered", cmp.cell_key(params)[:2])
+    future = cell_cache().submit(key, filter_image, image.plane, params)
+    if not future.done():
+        with st.spinner("Filtering the image…"):
+            return future.result()
+    return future.result()
+
+
+# --- pictures -------------------------------------------------------------------------
+
+
+class Region:
+    """The crop every cell shows, and how to draw it."""
+
+    def __init__(self, image, box: tuple[slice, slice], view: str):
+        self.box = box
+        self.view = view
+        side = box[0].stop - box[0].start
+        self.enlarge = max(1, CELL_SIDE // side)
+        self.reduce = downsample_factor((side, side), 512)
+        lo, hi = _display_range(image.key, image.plane)
+        self.raw_u8 = cmp.stretch_between(image.plane[box], lo, hi)
+
+    def blank(self, grey: int = 235) -> np.ndarray:
+        """A flat tile of the cells' size (keeps the grid aligned where there is no picture)."""
+        side = len(range(0, self.raw_u8.shape[0], self.reduce)) * self.enlarge
+        return np.full((side, side), grey, np.uint8)
+
+    def picture(self, result: cmp.CellResult) -> np.ndarray:
+        if result.error:
+            return self.blank(60)
+        else:
+            mask, labels = result.mask[self.box], result.labels[self.box]
+            if self.view == "mask":
+                pic = cmp.mask_picture(mask, labels)
+            else:
+                pic = cmp.outline_picture(self.raw_u8, mask, labels)
+        pic = pic[:: self.reduce, :: self.reduce]
+        return cmp.enlarge(pic, self.enlarge)
+
+
+def draw_cell(slot, cell: cmp.Cell, result: cmp.CellResult, region: Region, current: Params, key: str,
+              show_cutoff: bool = False) -> None:
+    with slot.container(border=True):
+        st.image(region.picture(result), output_format="PNG", width="stretch")
+        # the same two short lines in every cell, so the buttons of a row line up
+        if result.error:
+            st.markdown(f"**{cell.label}**  \nno result")
+        else:
+            cutoff = f" · cutoff {result.threshold:.4g}" if show_cutoff else ""
+            st.markdown(f"**{cell.label}**  \n**{result.count}** nuclei{cutoff}")
+        in_use = cell.params == current
+        st.button(
+            "✓ In use" if in_use else "Use these settings",
+            key=key,
+            on_click=set_params,
+            args=(cell.params,),
+            disabled=in_use or result.error is not None,
+            type="secondary",
+            width="stretch",
+            help=None if in_use else f"Make {cmp.describe(cell.params)} the settings of every page.",
+        )
+        if result.error:
+            st.caption(result.error)
+
+
+def draw_pending(slot, cell: cmp.Cell, region: Region) -> None:
+    with slot.container(border=True):
+        st.image(region.blank(), output_format="PNG", width="stretch")
+        st.markdown(f"**{cell.label}**  \ncomputing…")
+
+
+# --- sections ---------------------------------------------------------------------------
+
+
+def _values(label: str, key: str, default: tuple, col, *, integer: bool, limits: tuple, what: str,
+            help: str, step: float | None = None) -> tuple | None:
+    if key not in st.session_state:
+        st.session_state[key] = ", ".join(f"{v:g}" for v in default)
+    text = col.text_input(label, key=key, help=help)
+    try:
+        return cmp.parse_values(text, integer=integer, low=limits[0], high=limits[1], what=what, step=step)
+    except ValueError as exc:
+        col.error(str(exc), icon="⚠️")
+        return None
+
+
+def filter_section(image, params: Params, region: Region) -> None:
+    st.markdown("Each row is a noise filter, each column a size: which mask looks most like the nuclei? "
+                "Everything after the filter uses your current settings.")
+    c1, c2, _ = st.columns([1, 1, 2])
+    sigmas = _values("Gaussian sigmas (px)", "cmp_sigmas", cmp.DEFAULT_SIGMAS, c1, integer=False,
+                     limits=cmp.SIGMA_RANGE, step=0.1, what="sigmas", help=HELP["sigma"])
+    windows = _values("Mean and median window sizes (px)", "cmp_windows", cmp.DEFAULT_WINDOWS, c2,
+                      integer=True, limits=cmp.WINDOW_RANGE, what="window sizes", help=HELP["filter_size"])
+    if sigmas is None or windows is None:
+        return
+    rows = cmp.filter_grid(params, sigmas, windows)
+    show_grid(image, rows, "Filter grid", region, params, "cmp_use_filter",
+              notes={"none": "Without a filter there is no size to vary: one picture."})
+
+
+def threshold_section(image, params: Params, region: Region) -> None:
+    st.markdown("Every automatic method on the current filtered image "
+                f"({cmp.describe(params).split(' → ')[0]}). An automatic method picks the cutoff from each "
+                "image's histogram, so the same settings work on the whole experiment.")
+    filtered = filtered_image(image, params)
+    cells = cmp.threshold_cells(params)
+    log = st.toggle("Log counts", key="cmp_log", help="Show rare bright pixels as well as the background peak.")
+    histogram = st.empty()  # drawn once every cutoff is known
+    if params.threshold_method == "local":
+        st.info("Your settings use a local threshold; these cells use one cutoff for the whole image.")
+    row = cmp.Row("auto", "Automatic thresholds", "cutoff in image units", tuple(cells))
+    (results,) = show_grid(image, [row], "Threshold grid", region, params, "cmp_use_threshold",
+                           filtered=filtered, show_cutoff=True)
+    cutoffs = {c.label: r.threshold for c, r in zip(cells, results)}
+    highlight = cmp.METHOD_TITLES.get(params.threshold_method)
+    if params.threshold_method == "manual":
+        cutoffs["your cutoff"] = params.threshold_value
+        highlight = "your cutoff"
+    fig = histogram_figure(filtered, cutoffs, log_counts=log, highlight=highlight, height=320)
+    stagger_labels(fig, float(np.min(filtered)), float(np.max(filtered)))
+    histogram.plotly_chart(fig, key="cmp_histogram", config={"displayModeBar": False})
+
+
+def split_section(image, params: Params, region: Region) -> None:
+    st.markdown("Seeds for the watershed: with a small `min_distance` or `footprint` single nuclei get cut "
+                "in pieces (over-split); with large ones touching nuclei stay merged. Pick the setting where "
+                "the count stops changing quickly and the outlines follow the nuclei.")
+    if params.split == "none" or params.seed_method != "peak_local_max":
+        st.info("Your settings do not split with peak_local_max seeds; these cells do, and using one "
+                "switches splitting to the watershed with peak_local_max seeds.")
+    c1, c2, _ = st.columns([1, 1, 2])
+    mds = _values("min_distance values (px)", "cmp_min_distances", cmp.DEFAULT_MIN_DISTANCES, c1,
+                  integer=True, limits=cmp.MIN_DISTANCE_RANGE, what="min_distance values", help=HELP["min_distance"])
+    fps = _values("Footprint values (px)", "cmp_footprints", cmp.DEFAULT_FOOTPRINTS, c2, integer=True,
+                  limits=cmp.FOOTPRINT_RANGE, what="footprint values", help=HELP["footprint"])
+    if mds is None or fps is None:
+        return
+    filtered = filtered_image(image, params)
+    chart = st.empty()  # drawn once every count is known
+    rows = cmp.split_grid(params, mds, fps)
+    per_row = show_grid(image, rows, "Splitting sweep", region, params, "cmp_use", filtered=filtered)
+    chart.plotly_chart(count_figure(mds, fps, per_row, params), key="cmp_counts", config={"displayModeBar": False})
+
+
+LINE_COLORS = ("#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf")
+
+
+def count_figure(mds, fps, per_row, params: Params) -> go.Figure:
+    """Nuclei count against min_distance, a line per footprint; the settings in use circled in red."""
+    fig = go.Figure()
+    in_use = None
+    for i, (fp, results) in enumerate(zip(fps, per_row)):
+        fig.add_trace(go.Scatter(x=list(mds), y=[r.count for r in results], mode="lines+markers",
+                                 name=f"footprint {fp}", line_color=LINE_COLORS[i % len(LINE_COLORS)],
+                                 hovertemplate=f"min_distance %{{x}}<br>%{{y}} nuclei<extra>footprint {fp}</extra>"))
+        for md, r in zip(mds, results):
+            if (fp, md) == (params.footprint, params.min_distance):
+                in_use = (md, r.count)
+    if in_use and params.split == "watershed" and params.seed_method == "peak_local_max":
+        fig.add_trace(go.Scatter(x=[in_use[0]], y=[in_use[1]], mode="markers", name="in use", hoverinfo="skip",
+                                 marker=dict(size=16, color="rgba(0,0,0,0)", line=dict(color="#d62728", width=2.5))))
+    fig.update_layout(height=260, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="min_distance (px)",
+                      yaxis_title="nuclei", legend_title_text="", hovermode="closest")
+    return fig
+
+
+def stagger_labels(fig: go.Figure, x_min: float, x_max: float, plot_px: int = 800) -> None:
+    """Move the cutoff labels of a histogram down a row where they would overlap their neighbours."""
+    span = max(x_max - x_min, 1e-12)
+    per_char = 7.0 / plot_px * span  # about 7 px per character at the annotation font size
+    taken: list[list[tuple[float, float]]] = []
+    for ann in sorted(fig.layout.annotations, key=lambda a: a.x):
+        width = len(ann.text) * per_char
+        right = ann.x + width > x_max  # no room to the right of the line: write it to the left
+        lo, hi = (ann.x - width, ann.x) if right else (ann.x, ann.x + width)
+        level = next((i for i, row in enumerate(taken) if all(hi < a or lo > b for a, b in row)), len(taken))
+        if level == len(taken):
+            taken.append([])
+        taken[level].append((lo, hi))
+        ann.update(xanchor="right" if right else "left", y=1 - 0.09 * level, yanchor="top",
+                   bgcolor="rgba(255,255,255,0.85)")
+
+
+# --- region picker -------------------------------------------------------------------
+
+
+def _restore_ui() -> None:
+    for k, v in st.session_state.get(UI_STORE, {}).items():
+        if k not in st.session_state:
+            st.session_state[k] = v
+
+
+def _save_ui() -> None:
+    # merge: widgets of the tabs not drawn in this run keep their saved values
+    store = st.session_state.setdefault(UI_STORE, {})
+    store.update({k: st.session_state[k] for k in UI_KEYS if k in st.session_state})
+
+
+def _clamped(key: str, default, ok) -> None:
+    if key not in st.session_state or not ok(st.session_state[key]):
+        st.session_state[key] = default
+
+
+def region_picker(image) -> tuple[tuple[slice, slice], str]:
+    h, w = image.plane.shape
+    sizes = [s for s in CROP_SIZES if s < min(h, w)] + [min(h, w)]
+    _clamped("cmp_view", "mask", lambda v: v in VIEWS)
+    _clamped("cmp_size", 192 if 192 in sizes else sizes[len(sizes) // 2], lambda v: v in sizes)
+    _clamped("cmp_cx", w // 2, lambda v: 0 <= v < w)
+    _clamped("cmp_cy", h // 2, lambda v: 0 <= v < h)
+    with st.sidebar:
+        st.subheader("What the cells show")
+        view = st.radio("Show", list(VIEWS), format_func=VIEWS.get, key="cmp_view", label_visibility="collapsed")
+        st.caption(LEGEND[view])
+        st.subheader("Region")
+        size = st.select_slider("Region size (px)", options=sizes, key="cmp_size",
+                                help="Side of the square every cell shows, at full resolution.")
+        cx = st.slider("Centre x (px)", 0, w - 1, key="cmp_cx", disabled=size >= w)
+        cy = st.slider("Centre y (px)", 0, h - 1, key="cmp_cy", disabled=size >= h)
+        box = cmp.crop_box((h, w), (cy, cx), size)
+        small, step = _overview_u8(image.key, image.plane)
+        st.image(cmp.overview_picture(small, box, step), output_format="PNG", width="stretch",
+                 caption=f"Cyan square: x {box[1].start}–{box[1].stop}, y {box[0].start}–{box[0].stop}")
+        st.caption("Every cell segments the whole image (automatic thresholds look at the whole "
+                   "histogram); the region only chooses what you see.")
+    return box, view
+
+
+# --- page ------------------------------------------------------------------------------
+
+
+def _plane_text(params: Params) -> str:
+    """The plane the Segment page chose, for multi-dimensional files."""
+    parts = []
+    if params.channel is not None:
+        parts.append(f"channel {params.channel}")
+    if params.z is not None:
+        parts.append("maximum projection" if params.z == "max" else f"z-slice {params.z}")
+    if params.t is not None:
+        parts.append(f"time point {params.t}")
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+def main() -> None:
+    st.title("Compare")
+    st.write("Try filters, thresholds and seed settings side by side on the same region, "
+             "then adopt the best with **Use these settings**: the Segment and Batch pages use it.")
+    params = get_params()
+    try:
+        image = current_image(params)
+    except Exception as exc:  # unreadable file or plane: say so, never a traceback
+        show_error(exc)
+        return
+    _restore_ui()
+    box, view = region_picker(image)
+    h, w = image.plane.shape
+    st.caption(f"Image: **{image.source.name}**{_plane_text(params)} · {w} × {h} px. "
+               f"Current settings: {cmp.describe(params)}.")
+    _clamped("cmp_tab", TABS[0], lambda v: v in TABS)
+    tabs = st.tabs(list(TABS), key="cmp_tab", on_change="rerun")
+    _save_ui()
+    try:
+        region = Region(image, box, view)
+        for tab, section in zip(tabs, (filter_section, threshold_section, split_section)):
+            if tab.open:
+                with tab:
+                    section(image, params, region)
+    except Exception as exc:
+        show_error(exc)
+
+
+use_app_navigation()
+main()

@@ -2,7 +2,10 @@
 
 import streamlit as st
 
+from pages.common import use_app_navigation
 from segmentation.params import HELP
+
+use_app_navigation()
 
 st.title("Help")
 st.markdown(

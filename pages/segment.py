@@ -29,6 +29,7 @@ from pages.common import (
     set_source,
     show_error,
     stage_keys,
+    use_app_navigation,
 )
 from segmentation.display import (
     colorize_labels,
@@ -331,6 +332,7 @@ def results(result, params: Params, name: str) -> None:
                      on_change=_on_settings_upload)
 
 
+use_app_navigation()
 try:
     main()
 except Exception as exc:  # noqa: BLE001 - the last line of defence: never a traceback

@@ -50,6 +50,8 @@ __all__ = [
     "CellResult",
     "CellCache",
     "FILTER_ROWS",
+    "FILTER_TITLES",
+    "METHOD_TITLES",
     "DEFAULT_SIGMAS",
     "DEFAULT_WINDOWS",
     "DEFAULT_MIN_DISTANCES",
@@ -218,7 +220,9 @@ def split_grid(params: Params, min_distances: Sequence[int], footprints: Sequenc
     for fp in footprints:
         cells = tuple(
             Cell(
-                params.replace(split="watershed", seed_method="peak_local_max", footprint=int(fp), min_distance=int(md)),
+                params.replace(
+                    split="watershed", seed_method="peak_local_max", footprint=int(fp), min_distance=int(md)
+                ),
                 f"min_distance {md}",
             )
             for md in min_distances
@@ -520,7 +524,7 @@ def outline_picture(raw_u8: np.ndarray, mask: np.ndarray, labels: np.ndarray) ->
 
 
 def overview_picture(small_u8: np.ndarray, box: tuple[slice, slice], step: int) -> np.ndarray:
-    """The crop `box` drawn in cyan on a thumbnail of the image.
+    """The crop `box` drawn in cyan on a thumbnail of the image, the rest dimmed.
 
     Parameters
     ----------
@@ -529,12 +533,14 @@ def overview_picture(small_u8: np.ndarray, box: tuple[slice, slice], step: int) 
     box : (slice, slice)
         Rows and columns of the crop, in full-resolution pixels.
     """
-    rgb = np.repeat(small_u8[..., None], 3, axis=2)
-    h, w = rgb.shape[:2]
+    h, w = small_u8.shape[:2]
     r0 = min(box[0].start // step, h - 1)
     r1 = min(max((box[0].stop - 1) // step, r0), h - 1)
     c0 = min(box[1].start // step, w - 1)
     c1 = min(max((box[1].stop - 1) // step, c0), w - 1)
+    dim = small_u8 // 2  # outside the crop at half brightness, so the crop stands out
+    dim[r0 : r1 + 1, c0 : c1 + 1] = small_u8[r0 : r1 + 1, c0 : c1 + 1]
+    rgb = np.repeat(dim[..., None], 3, axis=2)
     t = max(1, min(h, w) // 150)  # line width in thumbnail pixels
     color = (0, 220, 255)
     rgb[r0 : r0 + t, c0 : c1 + 1] = color

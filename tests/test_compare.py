@@ -1,0 +1,250 @@
+"""segmentation/compare.py: the grids' cells, their computation, the cache and the pictures."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from segmentation import Params, segment
+from segmentation.compare import (
+    CellCache,
+    CellResult,
+    cell_key,
+    compute_cell,
+    compute_cells,
+    crop_box,
+    describe,
+    enlarge,
+    filter_grid,
+    mask_picture,
+    outline_picture,
+    overview_picture,
+    parse_values,
+    split_grid,
+    split_lines,
+    threshold_cells,
+)
+from segmentation.filters import filter_image
+from segmentation.params import AUTO_THRESHOLD_METHODS
+
+
+# --- each cell is segment() with the cell's settings ------------------------------
+
+
+def _cells_to_check() -> list[Params]:
+    p = Params()
+    rows = {r.name: r.cells for r in filter_grid(p, (1.0, 3.0), (5, 9))}
+    thresholds = {c.params.threshold_method: c.params for c in threshold_cells(p)}
+    splits = split_grid(p, (5, 20), (15,))[0].cells
+    return [
+        rows["none"][0].params,
+        rows["mean"][1].params,  # mean 9 x 9
+        rows["gaussian"][1].params,  # sigma 3
+        rows["median"][0].params,  # median 5 x 5
+        thresholds["li"],
+        thresholds["triangle"],
+        splits[0].params,  # footprint 15, min_distance 5
+        p.replace(fill_holes=True, min_size=40, keep_unseeded=True, exclude_border=True),
+    ]
+
+
+def test_cells_equal_segment(sample):
+    params_list = _cells_to_check()
+    results = compute_cells(sample, params_list, workers=2)
+    for params, got in zip(params_list, results):
+        ref = segment(sample, params)
+        assert got.error is None
+        assert np.array_equal(got.mask, ref.mask), params
+        assert np.array_equal(got.labels, ref.labels), params
+        assert got.threshold == ref.threshold
+        assert got.count == ref.count
+
+
+def test_shared_filtered_image_gives_the_same_cells(sample):
+    p = Params(filter="median", filter_size=3)
+    filtered = filter_image(sample, p)
+    for cell in threshold_cells(p)[:3]:
+        a = compute_cell(sample, cell.params, filtered=filtered)
+        b = compute_cell(sample, cell.params)
+        assert np.array_equal(a.labels, b.labels) and a.threshold == b.threshold
+
+
+def test_cell_without_cutoff_reports_instead_of_raising():
+    # a ramp has a flat histogram: threshold_minimum finds no two maxima
+    img = np.tile(np.arange(64, dtype=np.uint16), (64, 1))
+    res = compute_cell(img, Params(filter="none", threshold_method="minimum"))
+    assert res.error and "minimum" in res.error and res.error[0].isupper()
+    assert res.mask is None and res.count == 0
+
+
+def test_labels_are_stored_small(sample):
+    res = compute_cell(sample, Params())
+    assert res.labels.dtype == np.uint16 and not res.labels.flags.writeable
+    assert res.nbytes == res.mask.nbytes + res.labels.nbytes
+
+
+# --- the grids ------------------------------------------------------------------------
+
+
+def test_filter_grid_rows_and_cells():
+    p = Params(threshold_method="li", min_distance=7)
+    rows = filter_grid(p, (1.0, 2.0, 3.0, 5.0), (3, 5, 9, 15))
+    assert [r.name for r in rows] == ["none", "mean", "gaussian", "median"]
+    assert [len(r.cells) for r in rows] == [1, 4, 4, 4]
+    assert [c.params.sigma for c in rows[2].cells] == [1.0, 2.0, 3.0, 5.0]
+    assert [c.params.filter_size for c in rows[3].cells] == [3, 5, 9, 15]
+    assert rows[3].cells[2].label == "9 × 9 px" and rows[2].cells[3].label == "σ = 5 px"
+    assert "9 × 9" in rows[1].values_text and "5" in rows[2].values_text
+    # everything else is the current settings
+    assert all(c.params.threshold_method == "li" and c.params.min_distance == 7 for r in rows for c in r.cells)
+
+
+def test_threshold_cells_cover_every_automatic_method():
+    cells = threshold_cells(Params(filter="median", filter_size=5))
+    assert [c.params.threshold_method for c in cells] == list(AUTO_THRESHOLD_METHODS)
+    assert all(c.params.filter == "median" for c in cells)
+
+
+def test_split_grid_uses_watershed_with_peak_seeds():
+    rows = split_grid(Params(split="none", seed_method="h_maxima"), (5, 10), (15, 25, 35))
+    assert len(rows) == 3 and all(len(r.cells) == 2 for r in rows)
+    c = rows[1].cells[0].params
+    assert (c.split, c.seed_method, c.footprint, c.min_distance) == ("watershed", "peak_local_max", 25, 5)
+
+
+def test_cell_key_ignores_unused_settings():
+    p = Params(filter="gaussian", sigma=2.0)
+    assert cell_key(p.replace(filter_size=9)) == cell_key(p)  # window unused by Gaussian
+    assert cell_key(p.replace(sigma=3.0)) != cell_key(p)
+    m = Params(filter="median", filter_size=5)
+    assert cell_key(m.replace(sigma=4.0)) == cell_key(m)
+    assert cell_key(m.replace(filter_size=7)) != cell_key(m)
+    assert cell_key(Params(filter="none", sigma=3.0)) == cell_key(Params(filter="none"))
+    assert cell_key(p.replace(threshold_value=12.0)) == cell_key(p)  # only used by 'manual'
+    assert cell_key(p.replace(min_distance=5)) != cell_key(p)
+    assert cell_key(p.replace(pixel_size_um=0.3)) == cell_key(p)  # measurement only
+
+
+@pytest.mark.parametrize(
+    ("text", "kwargs", "message"),
+    [
+        ("", {}, "at least one"),
+        ("3, x", {}, "'x' is not a number"),
+        ("3, 40", {}, "between 1 and 31"),
+        ("2.5", {}, "whole numbers"),
+        ("1, 2, 3, 4, 5, 6, 7", {}, "at most 6"),
+        ("1.25", {"integer": False, "low": 0.1, "high": 10, "step": 0.1}, "steps of 0.1"),
+        ("nan", {"integer": False, "low": 0.1, "high": 10}, "between"),
+    ],
+)
+def test_parse_values_explains_bad_input(text, kwargs, message):
+    args = {"integer": True, "low": 1, "high": 31, "what": "window sizes", **kwargs}
+    with pytest.raises(ValueError, match=message):
+        parse_values(text, **args)
+
+
+def test_parse_values_sorts_and_deduplicates():
+    assert parse_values("15 3,9;;3", integer=True, low=1, high=31, what="sizes") == (3, 9, 15)
+    assert parse_values(" 0.5, 2 ", integer=False, low=0.1, high=10, what="sigmas", step=0.1) == (0.5, 2.0)
+
+
+def test_describe_names_the_compared_settings():
+    text = describe(Params(filter="median", filter_size=9, threshold_method="li", min_distance=7))
+    assert text == "Median filter 9 × 9 px → Li → watershed (footprint 25, min_distance 7)"
+    assert describe(Params(filter="none", threshold_method="manual", threshold_value=50, split="none")) == (
+        "no filter → manual cutoff 50 → no splitting"
+    )
+
+
+# --- the cache ------------------------------------------------------------------------
+
+
+def _slow_result(nbytes: int, calls: list, delay: float = 0.05) -> CellResult:
+    calls.append(threading.get_ident())
+    time.sleep(delay)
+    return CellResult(np.zeros(nbytes, bool), None, 1.0, 1, delay)
+
+
+def test_cache_computes_each_key_once_and_shares_running_work():
+    cache = CellCache(max_bytes=10_000, workers=2)
+    calls: list = []
+    f1 = cache.submit("a", _slow_result, 100, calls, 0.2)
+    f2 = cache.submit("a", _slow_result, 100, calls, 0.2)  # while running: the same future
+    assert f2 is f1
+    f1.result()
+    time.sleep(0.05)  # the keeping callback runs right after the result is set
+    f3 = cache.submit("a", _slow_result, 100, calls)
+    assert f3.done() and f3.result() is f1.result()
+    assert len(calls) == 1 and "a" in cache and len(cache) == 1
+
+
+def test_cache_runs_in_parallel():
+    cache = CellCache(max_bytes=10_000, workers=2)
+    calls: list = []
+    start = time.perf_counter()
+    futures = [cache.submit(k, _slow_result, 10, calls, 0.3) for k in "ab"]
+    [f.result() for f in futures]
+    assert time.perf_counter() - start < 0.55
+    assert len(set(calls)) == 2
+
+
+def test_cache_drops_least_recently_used_beyond_its_size():
+    cache = CellCache(max_bytes=250, workers=1)
+    calls: list = []
+    for key in "abc":
+        cache.submit(key, _slow_result, 100, calls, 0).result()
+        time.sleep(0.02)
+    assert "a" not in cache and "b" in cache and "c" in cache
+    assert cache.nbytes == 200
+
+
+def test_cache_keeps_no_failure():
+    cache = CellCache(workers=1)
+
+    def boom():
+        raise RuntimeError("no")
+
+    with pytest.raises(RuntimeError):
+        cache.submit("x", boom).result()
+    time.sleep(0.02)
+    assert "x" not in cache
+    assert cache.submit("x", lambda: CellResult(None, None, None, 0, 0.0)).result().count == 0
+
+
+# --- pictures -------------------------------------------------------------------------
+
+
+def test_crop_box_stays_inside_the_image():
+    assert crop_box((100, 200), (50, 100), 32) == (slice(34, 66), slice(84, 116))
+    assert crop_box((100, 200), (99, 0), 32) == (slice(68, 100), slice(0, 32))
+    assert crop_box((100, 200), (50, 100), 500) == (slice(0, 100), slice(0, 200))
+
+
+def test_mask_picture_shows_objects_cuts_and_dropped_parts():
+    labels = np.array([[1, 1, 2, 2, 0, 0]])
+    mask = np.array([[1, 1, 1, 1, 1, 0]], bool)
+    assert mask_picture(mask, labels).tolist() == [[255, 0, 255, 255, 110, 0]]
+    assert split_lines(labels).sum() == 1
+
+
+def test_outline_picture_is_rgb_on_the_raw_picture():
+    raw = np.full((8, 8), 50, np.uint8)
+    labels = np.zeros((8, 8), np.uint16)
+    labels[2:6, 2:6] = 1
+    pic = outline_picture(raw, labels > 0, labels)
+    assert pic.shape == (8, 8, 3) and pic.dtype == np.uint8
+    assert tuple(pic[2, 2]) == (255, 220, 0) and tuple(pic[0, 0]) == (50, 50, 50)
+
+
+def test_enlarge_and_overview():
+    assert enlarge(np.array([[1, 2]]), 2).tolist() == [[1, 1, 2, 2], [1, 1, 2, 2]]
+    small = np.full((50, 50), 200, np.uint8)  # a 100 x 100 image, every 2nd pixel
+    pic = overview_picture(small, (slice(40, 100), slice(0, 80)), 2)
+    assert pic.shape == (50, 50, 3)
+    assert tuple(pic[49, 10]) == (0, 220, 255)  # bottom edge, at the image border
+    assert tuple(pic[20, 10]) == (0, 220, 255)  # top edge of the box
+    assert tuple(pic[30, 20]) == (200, 200, 200)  # inside: as is
+    assert tuple(pic[5, 5]) == (100, 100, 100)  # outside: dimmed
