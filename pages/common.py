@@ -176,6 +176,7 @@ def histogram_figure(
     highlight: str | None = None,
     bins: int = 256,
     height: int = 260,
+    width_px: int = 800,
     cache_key: tuple | None = None,
 ) -> go.Figure:
     """Histogram of `image` in its own units with each cutoff as a labelled vertical line.
@@ -186,6 +187,8 @@ def histogram_figure(
         Label -> value (raw units); None values are skipped.
     highlight : str, optional
         The label drawn as a thick red line (the cutoff in use); others are thin.
+    width_px : int
+        About how wide the plot is drawn, to keep the cutoff labels apart.
     cache_key : tuple, optional
         Identifies `image` (e.g. the filter stage key): its counts are then cached.
     """
@@ -213,7 +216,25 @@ def histogram_figure(
         xaxis_title="intensity of the filtered image (image units)", yaxis_title="pixels",
         yaxis_type="log" if log_counts else "linear",
     )
+    stagger_labels(fig, float(edges[0]), float(edges[-1]), plot_px=width_px, row=16 / max(height - 90, 60))
     return fig
+
+
+def stagger_labels(fig: go.Figure, x_min: float, x_max: float, plot_px: int = 800, row: float = 0.09) -> None:
+    """Move the cutoff labels of a histogram down a row where they would overlap their neighbours."""
+    span = max(x_max - x_min, 1e-12)
+    per_char = 7.0 / plot_px * span  # about 7 px per character at the annotation font size
+    taken: list[list[tuple[float, float]]] = []
+    for ann in sorted(fig.layout.annotations, key=lambda a: a.x):
+        width = len(ann.text) * per_char
+        right = ann.x + width > x_max  # no room to the right of the line: write it to the left
+        lo, hi = (ann.x - width, ann.x) if right else (ann.x, ann.x + width)
+        level = next((i for i, row in enumerate(taken) if all(hi < a or lo > b for a, b in row)), len(taken))
+        if level == len(taken):
+            taken.append([])
+        taken[level].append((lo, hi))
+        ann.update(xanchor="right" if right else "left", y=1 - row * level, yanchor="top",
+                   bgcolor="rgba(255,255,255,0.85)")
 
 
 @st.cache_data(max_entries=16, show_spinner=False)

@@ -245,7 +245,6 @@ def threshold_section(image, params: Params, region: Region) -> None:
         cutoffs["your cutoff"] = params.threshold_value
         highlight = "your cutoff"
     fig = histogram_figure(filtered, cutoffs, log_counts=log, highlight=highlight, height=320)
-    stagger_labels(fig, float(np.min(filtered)), float(np.max(filtered)))
     histogram.plotly_chart(fig, key="cmp_histogram", config={"displayModeBar": False})
 
 
@@ -290,23 +289,6 @@ def count_figure(mds, fps, per_row, params: Params) -> go.Figure:
     fig.update_layout(height=260, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="min_distance (px)",
                       yaxis_title="nuclei", legend_title_text="", hovermode="closest")
     return fig
-
-
-def stagger_labels(fig: go.Figure, x_min: float, x_max: float, plot_px: int = 800) -> None:
-    """Move the cutoff labels of a histogram down a row where they would overlap their neighbours."""
-    span = max(x_max - x_min, 1e-12)
-    per_char = 7.0 / plot_px * span  # about 7 px per character at the annotation font size
-    taken: list[list[tuple[float, float]]] = []
-    for ann in sorted(fig.layout.annotations, key=lambda a: a.x):
-        width = len(ann.text) * per_char
-        right = ann.x + width > x_max  # no room to the right of the line: write it to the left
-        lo, hi = (ann.x - width, ann.x) if right else (ann.x, ann.x + width)
-        level = next((i for i, row in enumerate(taken) if all(hi < a or lo > b for a, b in row)), len(taken))
-        if level == len(taken):
-            taken.append([])
-        taken[level].append((lo, hi))
-        ann.update(xanchor="right" if right else "left", y=1 - 0.09 * level, yanchor="top",
-                   bgcolor="rgba(255,255,255,0.85)")
 
 
 # --- region picker -------------------------------------------------------------------

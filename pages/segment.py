@@ -280,7 +280,7 @@ def histogram(result, params: Params, keys: dict) -> None:
     if show_all:
         others = auto_cutoffs(keys["filter"], result.filtered)
         cutoffs.update({label_of(m): v for m, v in others.items() if label_of(m) != name})
-    fig = histogram_figure(result.filtered, cutoffs, log_counts=log, highlight=name, height=220,
+    fig = histogram_figure(result.filtered, cutoffs, log_counts=log, highlight=name, height=260, width_px=480,
                            cache_key=keys["filter"])
     st.plotly_chart(fig, key="histogram", config={"displayModeBar": False})
 
