@@ -1,4 +1,688 @@
-import streamlit as st
+"""Batch page: a whole folder in, one zip out.
 
-st.title("Batch")
-st.info("Coming soon.")
+The biologist uploads the experiment's folder (or several files, or a .zip),
+checks the settings tuned on the Segment page, and starts the run.  The run is
+:func:`segmentation.batch.run_batch`, the command line's code path, in a
+background thread of the server, so the page stays responsive while it works:
+
+* a fragment redraws the progress twice a second (``st.fragment(run_every=...)``);
+* the Stop button only sets a flag that ``run_batch`` checks between images, so
+  the images already finished stay in the zip;
+* the results stream into a zip in a temporary folder of this run; the page keeps
+  only the summary table and small thumbnails.  A new run deletes the previous
+  run's folder, and so does the end of the session.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tempfile
+import threading
+import time
+import weakref
+import zipfile
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+from PIL import Image
+
+from pages.common import current_image, get_params, label_of, show_error, use_app_navigation
+from segmentation.batch import OUTLIER_FACTOR, BatchInput, BatchReport, ImageOutcome, flag_outliers, run_batch
+from segmentation.filters import filter_image
+from segmentation.io import IMAGE_SUFFIXES, ImageReadError, is_image_name
+from segmentation.params import Params
+from segmentation.threshold import threshold_image
+
+TEMP_ROOT = Path(tempfile.gettempdir()) / "nuclei-segmentation-batch"
+STALE_AFTER_S = 24 * 3600  # run folders left behind by a crashed server are removed after a day
+POLL_S = 0.5  # progress refresh while a batch runs
+THUMB_SIDE = 320  # gallery tiles: square, so rows line up
+GALLERY_COLUMNS = 6
+GALLERY_PAGE = 24
+ENLARGED_HEIGHT = 680  # px: the enlarged overlay fits a 1440×900 screen
+JOB_KEY = "batch_job"
+SUFFIXES = ", ".join(IMAGE_SUFFIXES)
+STATUS_WORDS = {"ok": "segmented", "failed": "failed", "skipped": "skipped", "not run": "not run"}
+
+
+# --- what was uploaded ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One image to process: its name as the user sees it and where its bytes are."""
+
+    name: str  # relative path, e.g. "exp1/well_A1/img.tif"
+    file_index: int  # index into the uploaded files
+    member: str | None = None  # member name when the image is inside an uploaded .zip
+
+
+@dataclass
+class UploadPlan:
+    images: list[Planned] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # not image files
+    problems: list[str] = field(default_factory=list)  # e.g. a damaged .zip
+
+    def folders(self) -> list[str]:
+        return sorted({str(PurePosixPath(p.name).parent) for p in self.images} - {"."})
+
+
+def _hidden(name: str) -> bool:
+    """System files a folder drags along (.DS_Store, ._img.tif, __MACOSX/, Thumbs.db)."""
+    parts = PurePosixPath(name).parts
+    return any(p.startswith(".") or p == "__MACOSX" for p in parts) or parts[-1:] == ("Thumbs.db",)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _zip_members(file_id: str, zip_name: str, _data: bytes) -> tuple[list[str], str]:
+    """Names of the files in an uploaded zip, or an explanation why it cannot be read."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(_data)) as archive:
+            return [i.filename for i in archive.infolist() if not i.is_dir()], ""
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return [], (f"Cannot read '{zip_name}': it is not a valid zip file. "
+                    "Zip the folder again and re-upload it, or upload the folder itself.")
+
+
+def plan_uploads(files: list) -> UploadPlan:
+    """Sort uploaded files (and the members of uploaded zips) into images and skipped files."""
+    plan = UploadPlan()
+    for index, file in enumerate(files):
+        name = file.name.replace("\\", "/")
+        if _hidden(name):
+            continue
+        if name.lower().endswith(".zip"):
+            members, problem = _zip_members(file.file_id, name, file.getvalue())
+            if problem:
+                plan.problems.append(problem)
+            for member in members:
+                if _hidden(member):
+                    continue
+                if is_image_name(member):
+                    plan.images.append(Planned(member, index, member))
+                else:
+                    plan.skipped.append(f"{name}: {member}")
+        elif is_image_name(name):
+            plan.images.append(Planned(name, index))
+        else:
+            plan.skipped.append(name)
+    plan.images.sort(key=lambda p: p.name.lower())  # the table and the zip in folder order
+    plan.skipped.sort(key=str.lower)
+    return plan
+
+
+def stage_inputs(plan: UploadPlan, data: list[bytes], folder: Path) -> list[BatchInput]:
+    """Write the images to `folder` (zip members streamed, never all in memory).
+
+    The files on disk are numbered, never named after the upload (whose name is
+    not safe as a path); the name the user knows travels in ``BatchInput.name``.
+    A member that cannot be extracted is left empty or partial: reading it then
+    fails with a clear message for that file only.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    archives: dict[int, zipfile.ZipFile] = {}
+    inputs = []
+    try:
+        for i, item in enumerate(plan.images):
+            target = folder / f"{i:06d}{PurePosixPath(item.name).suffix.lower()}"
+            try:
+                if item.member is None:
+                    target.write_bytes(data[item.file_index])
+                else:
+                    if item.file_index not in archives:
+                        archives[item.file_index] = zipfile.ZipFile(io.BytesIO(data[item.file_index]))
+                    with archives[item.file_index].open(item.member) as src, open(target, "wb") as dst:
+                        shutil.copyfileobj(src, dst, 1 << 20)
+            except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, ValueError):
+                target.touch()  # damaged member: reported by the reader as an unreadable file
+            inputs.append(BatchInput(item.name, target))
+    finally:
+        for archive in archives.values():
+            archive.close()
+    return inputs
+
+
+# --- the run, in a background thread --------------------------------------------------
+
+
+@dataclass(eq=False)
+class BatchJob:
+    """A batch run: its settings, its folder on disk and its progress.
+
+    The worker thread writes the progress fields; the page only reads them.
+    """
+
+    params: Params
+    cutoff_note: str
+    total: int
+    folder: Path
+    stop: threading.Event = field(default_factory=threading.Event)
+    phase: str = "preparing"  # preparing -> running -> finished
+    started: float = field(default_factory=time.monotonic)
+    run_started: float | None = None
+    done: int = 0
+    failed: int = 0
+    last: str = ""
+    report: BatchReport | None = None
+    thumbs: dict[str, bytes] = field(default_factory=dict)
+    error: str | None = None
+    seconds: float = 0.0
+    stamp: str = field(default_factory=lambda: datetime.now().strftime("%Y%m%d-%H%M"))
+
+    def __post_init__(self) -> None:
+        # the run's folder goes when the job does: a new run, or the end of the session
+        self.cleanup = weakref.finalize(self, shutil.rmtree, str(self.folder), True)
+
+    @property
+    def zip_path(self) -> Path:
+        return self.folder / "results.zip"
+
+    @property
+    def running(self) -> bool:
+        return self.phase != "finished"
+
+    def seconds_left(self) -> float | None:
+        if self.run_started is None or self.done == 0:
+            return None
+        elapsed = time.monotonic() - self.run_started
+        return elapsed / self.done * (self.total - self.done)
+
+
+def _square_thumb(png: bytes, side: int = THUMB_SIDE) -> bytes:
+    """The outline thumbnail fitted into a dark square, so gallery rows line up.
+
+    JPEG: 15-45 kB a tile instead of 80-170 kB as PNG, so a thousand images
+    stay small in memory; the enlarged view shows the lossless overlay.
+    """
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    image.thumbnail((side, side))
+    tile = Image.new("RGB", (side, side), (14, 17, 23))
+    tile.paste(image, ((side - image.width) // 2, (side - image.height) // 2))
+    buf = io.BytesIO()
+    tile.save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def _friendly(exc: BaseException) -> str:
+    if isinstance(exc, BrokenProcessPool):
+        return ("The batch stopped early: a helper process ended unexpectedly, most likely because the "
+                "computer ran out of memory. Run fewer or smaller images at a time.")
+    if isinstance(exc, OSError):
+        return (f"The batch stopped early: the results could not be written ({exc.strerror or exc}). "
+                "Free some disk space and run it again.")
+    return f"The batch stopped early because of an unexpected error: {type(exc).__name__}: {exc}"
+
+
+def _work(job: BatchJob, plan: UploadPlan, data: list[bytes], workers: int | None) -> None:
+    """The worker thread: copy the uploads to disk, then run_batch into the job's zip."""
+    inputs_dir = job.folder / "inputs"
+    try:
+        inputs = stage_inputs(plan, data, inputs_dir)
+
+        def progress(done: int, total: int, outcome: ImageOutcome) -> None:
+            if outcome.thumbnail is not None:
+                try:
+                    job.thumbs[outcome.out_name] = _square_thumb(outcome.thumbnail)
+                except (OSError, ValueError):
+                    pass  # no tile for this image; its results are in the zip all the same
+            job.failed += outcome.status == "failed"
+            job.last = outcome.name
+            job.done = done
+
+        job.phase, job.run_started = "running", time.monotonic()
+        report = run_batch(inputs, job.params, job.zip_path, workers=workers, skipped=plan.skipped,
+                           on_progress=progress, should_stop=job.stop.is_set)
+        report.thumbnails.clear()  # the page keeps its own smaller tiles
+        job.report = report
+    except Exception as exc:  # noqa: BLE001 - reported on the page in plain words
+        job.error = _friendly(exc)
+    finally:
+        shutil.rmtree(inputs_dir, ignore_errors=True)
+        job.seconds = time.monotonic() - job.started
+        job.phase = "finished"
+
+
+def _remove_stale_runs() -> None:
+    now = time.time()
+    for old in TEMP_ROOT.glob("run-*"):
+        try:
+            if now - old.stat().st_mtime > STALE_AFTER_S:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:
+            pass
+
+
+def start_job(plan: UploadPlan, files: list, params: Params, cutoff_note: str, workers: int | None = None) -> BatchJob:
+    """Delete the previous run's results, then start a new run in a background thread."""
+    old = st.session_state.pop(JOB_KEY, None)
+    if old is not None:
+        old.stop.set()
+        if not old.running:
+            old.cleanup()
+    TEMP_ROOT.mkdir(parents=True, exist_ok=True)
+    _remove_stale_runs()
+    folder = Path(tempfile.mkdtemp(prefix="run-", dir=TEMP_ROOT))
+    job = BatchJob(params, cutoff_note, len(plan.images), folder)
+    data = [f.getvalue() for f in files]
+    threading.Thread(target=_work, args=(job, plan, data, workers), name="batch-run", daemon=True).start()
+    st.session_state[JOB_KEY] = job
+    return job
+
+
+# --- settings --------------------------------------------------------------------------
+
+
+def settings_lines(p: Params) -> list[str]:
+    """The settings in a few words per step, for a compact summary."""
+    lines = []
+    plane = [f"{k} {v}" for k, v in (("channel", p.channel), ("z-slice", p.z), ("time point", p.t)) if v is not None]
+    if plane:
+        lines.append("**Plane**: " + ", ".join(plane).replace("z-slice max", "maximum projection"))
+    if p.background != "none":
+        lines.append(f"**Background**: {label_of(p.background)}, radius {p.background_radius:g} px")
+    filt = {"none": "none", "gaussian": f"Gaussian, sigma {p.sigma:g} px",
+            "mean": f"Mean, {p.filter_size} px", "median": f"Median, {p.filter_size} px"}[p.filter]
+    lines.append(f"**Filter**: {filt}")
+    if p.threshold_method == "manual":
+        thr = f"fixed cutoff {p.threshold_value:g}"
+    elif p.threshold_method == "local":
+        thr = f"local, block {p.block_size} px, offset {p.offset:g}"
+    else:
+        thr = label_of(p.threshold_method)
+    lines.append(f"**Threshold**: {thr}; nuclei {'brighter' if p.objects == 'bright' else 'darker'} than background")
+    refine = [f"remove objects < {p.min_size} px"]
+    if p.closing_radius:
+        refine.append(f"closing {p.closing_radius} px")
+    if p.opening_radius:
+        refine.append(f"opening {p.opening_radius} px")
+    if p.fill_holes:
+        refine.append("fill holes" + (f" up to {p.max_hole_size} px" if p.max_hole_size else ""))
+    if p.max_size:
+        refine.append(f"remove objects > {p.max_size} px")
+    if p.exclude_border:
+        refine.append("remove objects on the border")
+    lines.append("**Refine**: " + ", ".join(refine))
+    if p.split == "none":
+        lines.append("**Split**: off (each connected blob is one object)")
+    elif p.seed_method == "peak_local_max":
+        lines.append(f"**Split**: watershed, footprint {p.footprint} px, min_distance {p.min_distance} px")
+    else:
+        lines.append(f"**Split**: watershed, h-maxima h {p.h:g} px")
+    size = f"{p.pixel_size_um:g} µm" if p.pixel_size_um else "read from each file (px only when unknown)"
+    lines.append(f"**Pixel size**: {size}")
+    return lines
+
+
+@st.cache_data(max_entries=16, show_spinner="Finding the cutoff on the preview image…")
+def _preview_cutoff(image_key: str, params_json: str, _plane: np.ndarray) -> float:
+    params = Params.from_json(params_json)
+    return float(threshold_image(filter_image(_plane, params), params).value)
+
+
+def choose_settings() -> tuple[Params | None, str]:
+    """The settings for the run and one sentence on how the cutoff is chosen."""
+    source = st.radio("Which settings?", ["segment", "file"], horizontal=True, key="batch_settings_from",
+                      format_func={"segment": "As set on the Segment page", "file": "From a settings file"}.get)
+    if source == "file":
+        up = st.file_uploader("Settings file saved by this app (settings.json, also inside every results zip)",
+                              type=["json"], key="batch_settings_file")
+        if up is None:
+            st.info("Upload a settings file, or use the settings of the Segment page.")
+            return None, ""
+        try:
+            params = Params.from_json(up.getvalue())
+        except ValueError as exc:
+            st.error(f"Cannot use '{up.name}': {exc}", icon="⚠️")
+            return None, ""
+    else:
+        params = get_params()
+
+    with st.container(border=True):
+        st.markdown("  \n".join(settings_lines(params)))
+        if source == "segment" and params == Params():
+            st.caption("These are the default settings (the course's recipe): tune them on one image first.")
+        st.page_link("pages/segment.py", label="Change the settings on the Segment page", icon=":material/tune:")
+        with st.expander("All settings (settings.json)"):
+            st.code(params.to_json(), language="json")
+
+    method = params.threshold_method
+    if method == "manual":
+        return params, f"One fixed cutoff for every image: {params.threshold_value:g} (set by hand)."
+    if method == "local":
+        return params, "Local threshold: each pixel is compared with its neighbourhood, in every image."
+    name = label_of(method)
+    choice = st.radio(
+        "Cutoff between nuclei and background", ["each", "fixed"], key="batch_cutoff",
+        format_func={"each": f"{name} on each image: every image gets its own cutoff (listed in the results)",
+                     "fixed": f"One fixed cutoff for all images: the {name} cutoff of the preview image"}.get,
+        help="Per image is the usual choice and adapts to brighter or dimmer images. A fixed cutoff "
+             "compares intensities directly between images, when all were imaged with the same settings.",
+    )
+    if choice == "each":
+        return params, f"{name} on each image (each image gets its own cutoff)."
+    try:
+        preview = current_image(params)
+        value = _preview_cutoff(preview.key, params.to_json(), preview.plane)
+    except (ImageReadError, ValueError) as exc:
+        st.error(f"No cutoff could be found on the preview image: {exc}", icon="⚠️")
+        return None, ""
+    st.markdown(f"Fixed cutoff: **{value:.6g}** (image units), the {name} cutoff of the preview image "
+                f"*{preview.source.name}* with these settings.")
+    return (params.replace(threshold_method="manual", threshold_value=value),
+            f"One fixed cutoff for every image: {value:.6g} ({name} on {preview.source.name}).")
+
+
+# --- the page ---------------------------------------------------------------------------
+
+
+def choose_inputs() -> tuple[UploadPlan, list]:
+    kind = st.radio("What do you upload?", ["folder", "files"], horizontal=True, key="batch_source_kind",
+                    format_func={"folder": "A folder", "files": "Image files or a .zip"}.get)
+    if kind == "folder":
+        files = st.file_uploader(
+            "The experiment's folder (sub-folders included)", accept_multiple_files="directory",
+            key="batch_folder",
+            help=f"Every image ({SUFFIXES}) in the folder and its sub-folders is segmented; other files "
+                 "are listed as skipped. Sub-folder names are kept in the output names.")
+    else:
+        files = st.file_uploader(
+            "Image files, or one .zip of a folder of images", accept_multiple_files=True, key="batch_files",
+            help=f"Images ({SUFFIXES}) and .zip files of images. Other files are listed as skipped.")
+    files = files or []
+    plan = plan_uploads(files)
+    for problem in plan.problems:
+        st.error(problem, icon="⚠️")
+    if plan.images:
+        folders = plan.folders()
+        where = f" in {len(folders)} folder{'s' if len(folders) != 1 else ''}" if folders else ""
+        st.success(f"**{len(plan.images)} image{'s' if len(plan.images) != 1 else ''}**{where} ready to segment.",
+                   icon=":material/photo_library:")
+    elif files and not plan.problems:
+        st.warning(f"None of the {len(files)} uploaded files is an image ({SUFFIXES}).", icon="⚠️")
+    if plan.skipped:
+        with st.expander(f"{len(plan.skipped)} file{'s' if len(plan.skipped) != 1 else ''} will be skipped "
+                         "(not images)"):
+            st.markdown("\n".join(f"- `{s}`" for s in plan.skipped[:200]))
+            if len(plan.skipped) > 200:
+                st.caption(f"… and {len(plan.skipped) - 200} more.")
+    if plan.images:
+        with st.expander("Images to segment"):
+            st.markdown("\n".join(f"- `{p.name}`" for p in plan.images[:200]))
+            if len(plan.images) > 200:
+                st.caption(f"… and {len(plan.images) - 200} more.")
+    return plan, files
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def progress_panel() -> None:
+    """Progress of the running batch; redrawn on a timer while it runs."""
+    job: BatchJob | None = st.session_state.get(JOB_KEY)
+    if job is None:
+        return
+    if not job.running:
+        st.rerun()  # the whole page: show the results
+    if job.phase == "preparing":
+        st.progress(0.0, text=f"Preparing {job.total} images (copying the uploads)…")
+    else:
+        parts = [f"**{job.done} of {job.total} images done**"]
+        if job.last:
+            parts.append(f"last finished: {job.last}")
+        left = job.seconds_left()
+        if left is not None and job.done < job.total:
+            parts.append(f"about {_duration(left)} left")
+        if job.failed:
+            parts.append(f"{job.failed} failed so far")
+        st.progress(job.done / max(job.total, 1), text=" · ".join(parts))
+    if job.stop.is_set():
+        st.info("Stopping: the images already started are being finished, the rest is skipped. "
+                "Everything done so far stays in the zip.", icon=":material/hourglass_top:")
+    else:
+        st.button("Stop (keep what is done)", key="batch_stop", icon=":material/stop_circle:",
+                  on_click=job.stop.set)
+
+
+def _read_summary(job: BatchJob) -> pd.DataFrame | None:
+    """The summary table: from the report, or from the zip when the run broke off."""
+    if job.report is not None:
+        return job.report.summary
+    try:
+        with zipfile.ZipFile(job.zip_path) as archive:
+            return pd.read_csv(archive.open("summary.csv"))
+    except (OSError, KeyError, zipfile.BadZipFile, ValueError):
+        return None
+
+
+def _zip_bytes(path: Path):
+    def read() -> bytes:
+        return path.read_bytes()
+
+    return read
+
+
+def _text(column: pd.Series) -> pd.Series:
+    """A column as strings, '' where empty (all-empty columns come back from CSV as float NaN)."""
+    return column.astype(object).where(column.notna(), "").astype(str)
+
+
+def results_table(summary: pd.DataFrame, flags: pd.Series) -> None:
+    table = pd.DataFrame({
+        "Image": np.where(_text(summary["image"]) != "", _text(summary["image"]), _text(summary["file"])),
+        "Status": summary["status"].map(STATUS_WORDS).fillna(summary["status"]),
+        "Check": np.where(flags != "", "⚠️ " + flags, ""),
+        "Cutoff": summary["threshold"],
+        "Nuclei": summary["objects"],
+        "Mean area (px²)": summary["mean_area_px2"],
+    })
+    if summary["mean_area_um2"].notna().any():
+        table["Mean area (µm²)"] = summary["mean_area_um2"]
+    table["Foreground (%)"] = summary["foreground_fraction"] * 100
+    notes, warnings = _text(summary["reason"]), _text(summary["warnings"])
+    table["Notes"] = np.where(notes != "", notes, warnings)
+
+    def shade(row: pd.Series) -> list[str]:
+        colour = ("background-color: rgba(255, 75, 75, 0.12)" if row["Status"] == STATUS_WORDS["failed"]
+                  else "background-color: rgba(255, 200, 0, 0.16)" if row["Check"] else "")
+        return [colour] * len(row)
+
+    st.dataframe(
+        table.style.apply(shade, axis=1), hide_index=True, key="batch_table", placeholder="–",
+        height=min(38 + 35 * len(table), 420),
+        column_config={
+            "Image": st.column_config.TextColumn(width=240),
+            "Status": st.column_config.TextColumn(width=85),
+            "Check": st.column_config.TextColumn(width=250, help="Why this image looks unlike the others"),
+            "Cutoff": st.column_config.NumberColumn(format="%.4g", help="Threshold used, in image units"),
+            "Nuclei": st.column_config.NumberColumn(format="%d"),
+            "Mean area (px²)": st.column_config.NumberColumn(format="%.0f"),
+            "Mean area (µm²)": st.column_config.NumberColumn(format="%.1f"),
+            "Foreground (%)": st.column_config.NumberColumn(format="%.1f"),
+            "Notes": st.column_config.TextColumn(width="large", help="Why a file failed, or warnings"),
+        },
+    )
+
+
+def _request(key: str, value) -> None:
+    st.session_state[key] = value
+
+
+def _open_enlarged(job: BatchJob, name: str, caption: str) -> None:
+    @st.dialog(name, width="large")
+    def enlarged() -> None:
+        try:
+            with zipfile.ZipFile(job.zip_path) as archive:
+                png = archive.read(f"overlays/{name}.png")
+        except (OSError, KeyError, zipfile.BadZipFile):
+            st.warning("This image's overlay is no longer available (a newer run replaced the results).")
+            return
+        st.caption(caption + " · yellow = nuclei, magenta = objects removed (too small or large, on the "
+                   "border, or without a seed). Full resolution in overlays/ of the zip.")
+        with Image.open(io.BytesIO(png)) as im:
+            w, h = im.size
+        st.image(png, width=max(200, min(1200, int(ENLARGED_HEIGHT * w / h))))  # whole image on a laptop screen
+
+    enlarged()
+
+
+def gallery(job: BatchJob, summary: pd.DataFrame, flags: pd.Series) -> None:
+    ok = summary["status"] == "ok"
+    names = [n for n in summary.loc[ok, "image"] if n in job.thumbs]
+    if not names:
+        return
+    st.subheader("Quality control")
+    flagged = {n for n, f in zip(summary["image"], flags) if f}
+    c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+    c1.caption("Outlines of the nuclei found on each image (yellow; magenta = removed). "
+               "Click **Enlarge** under an image to see it in full.")
+    only = c2.toggle(f"Only images marked ⚠️ ({len(flagged & set(names))})", key="batch_only_flagged",
+                     disabled=not flagged)
+    if only:
+        names = [n for n in names if n in flagged]
+    pages = max(1, -(-len(names) // GALLERY_PAGE))
+    page = 0
+    if pages > 1:
+        page = st.selectbox("Images", range(pages), key="batch_gallery_page",
+                            format_func=lambda i: f"{i * GALLERY_PAGE + 1}–{min((i + 1) * GALLERY_PAGE, len(names))} "
+                                                  f"of {len(names)}")
+    shown = names[page * GALLERY_PAGE:(page + 1) * GALLERY_PAGE]
+    info = summary.set_index("image")
+
+    def caption(name: str) -> str:
+        return f"{'⚠️ ' if name in flagged else ''}{name} · {info.at[name, 'objects']} nuclei"
+
+    for start in range(0, len(shown), GALLERY_COLUMNS):
+        cols = st.columns(GALLERY_COLUMNS)
+        for col, name in zip(cols, shown[start:start + GALLERY_COLUMNS]):
+            with col:  # button right under the square tile, so buttons line up
+                st.image(job.thumbs[name], width="stretch")
+                st.button("Enlarge", key=f"batch_enlarge::{name}", icon=":material/zoom_in:",
+                          on_click=_request, args=("batch_enlarge_request", name))
+                st.caption(caption(name))
+    # requests are recorded by callbacks, so they survive a rerun that comes before them
+    name = st.session_state.pop("batch_enlarge_request", None)
+    if name in job.thumbs:
+        _open_enlarged(job, name, caption(name))
+
+
+def results(job: BatchJob) -> None:
+    st.divider()
+    st.header("Results")
+    if job.error:
+        st.error(job.error, icon="⚠️")
+    summary = _read_summary(job)
+    if summary is None:
+        st.error("No results were written. Try again with fewer images.", icon="⚠️")
+        return
+    report = job.report
+    status = summary["status"]
+    n_ok, n_failed = int((status == "ok").sum()), int((status == "failed").sum())
+    n_skipped, n_not_run = int((status == "skipped").sum()), int((status == "not run").sum())
+    if report is not None and report.stopped or n_not_run:
+        st.warning(f"Stopped after {job.total - n_not_run} of {job.total} images. The zip holds the images that "
+                   f"were finished; the {n_not_run} others are listed as 'not run'.", icon=":material/stop_circle:")
+    flags = flag_outliers(summary)
+    n_flagged = int((flags != "").sum())
+
+    c = st.columns([1, 1, 1, 1, 1, 1.6], vertical_alignment="center")
+    c[0].metric("Segmented", f"{n_ok} of {job.total}")
+    c[1].metric("Failed", n_failed)
+    c[2].metric("Skipped", n_skipped, help="Files that are not images")
+    c[3].metric("Nuclei", f"{int(pd.to_numeric(summary['objects'], errors='coerce').fillna(0).sum()):,}")
+    c[4].metric("To check", n_flagged, help="Images marked ⚠️ in the table")
+    with c[5]:
+        if job.zip_path.is_file():
+            st.download_button("Download results.zip", data=_zip_bytes(job.zip_path),
+                               file_name=f"nuclei-results-{job.stamp}.zip", mime="application/zip",
+                               type="primary", icon=":material/download:", on_click="ignore", key="batch_download")
+            size = job.zip_path.stat().st_size / 1e6
+            st.caption(f"{size:.1f} MB · made in {_duration(job.seconds)} · {job.cutoff_note}")
+
+    st.caption(
+        f"⚠️ **Check** marks an image whose number of nuclei, cutoff or mean nucleus area is less than half or more "
+        f"than {OUTLIER_FACTOR:g}× the median of this batch (or where no nucleus was found): look at its outlines "
+        "before trusting its numbers. Click a column header to sort.")
+    results_table(summary, flags)
+
+    failed = summary[status == "failed"]
+    if len(failed):
+        st.subheader(f"Files that could not be segmented ({len(failed)})")
+        if len(failed) <= 20:  # whole sentences, wrapped
+            st.markdown("\n".join(f"- `{f}`: {r}" for f, r in zip(failed["file"], failed["reason"])))
+        else:
+            st.dataframe(failed[["file", "reason"]].rename(columns={"file": "File", "reason": "Reason"}),
+                         hide_index=True, key="batch_failed",
+                         column_config={"Reason": st.column_config.TextColumn(width="large")})
+    skipped = summary.loc[status == "skipped", "file"].tolist()
+    if skipped:
+        st.caption(f"Skipped, not image files ({SUFFIXES}): " + ", ".join(skipped[:50])
+                   + (f" and {len(skipped) - 50} more" if len(skipped) > 50 else "") + ".")
+    gallery(job, summary, flags)
+    with st.expander("What is in the zip"):
+        st.markdown(
+            "- `labels/` one label image per input (uint32 TIFF: 0 = background, 1…N = one nucleus each)\n"
+            "- `masks/` binary masks (0/255 TIFF) · `overlays/` outlines on the image (PNG)\n"
+            "- `measurements/` one table per image · `measurements.csv` all nuclei, with an *image* column\n"
+            "- `summary.csv` one row per input file · `errors.csv` files that failed, and why\n"
+            "- `settings.json` the settings (load it on this page or the Segment page) · "
+            "`segment.py` a script that reproduces the run · `README.txt`\n\n"
+            "Sub-folder names are kept: `exp1/well_A1/img.tif` gives `labels/exp1/well_A1/img.tif`.")
+
+
+def main() -> None:
+    st.title("Batch")
+    st.caption("Segment every image of an experiment with the same settings, and download all the results "
+               "(labels, masks, outlines, measurements, settings and a script) as one zip.")
+    job: BatchJob | None = st.session_state.get(JOB_KEY)
+    running = job is not None and job.running
+
+    left, right = st.columns(2, gap="large")
+    with left:
+        st.subheader("1 · Images")
+        plan, files = choose_inputs()
+    with right:
+        st.subheader("2 · Settings")
+        params, cutoff_note = choose_settings()
+
+    st.subheader("3 · Run")
+    ready = bool(plan.images) and params is not None
+    cores = os.cpu_count() or 1
+    c1, c2 = st.columns([1, 4], vertical_alignment="center")
+    c1.button("Start batch", type="primary", key="batch_start", icon=":material/play_arrow:",
+              disabled=running or not ready, on_click=_request, args=("batch_start_request", True))
+    if running:
+        c2.caption(f"Running on {cores} processor cores. You can look at other pages meanwhile.")
+    elif not plan.images:
+        c2.caption("Upload images first.")
+    elif params is None:
+        c2.caption("Choose the settings first.")
+    else:
+        c2.caption(f"{len(plan.images)} images on {cores} processor cores"
+                   + (" · replaces the previous results" if job is not None else "") + ".")
+    if st.session_state.pop("batch_start_request", False) and not running and ready:
+        start_job(plan, files, params, cutoff_note)
+        st.rerun()
+    if running:
+        st.fragment(progress_panel, run_every=POLL_S)()
+    elif job is not None:
+        results(job)
+
+
+use_app_navigation()
+try:
+    main()
+except Exception as exc:  # noqa: BLE001 - never a traceback for the biologist
+    show_error(exc)

@@ -20,13 +20,16 @@ different folders never collide.  A failed input never stops the others.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import multiprocessing
 import os
 import platform
+import sys
 import tempfile
 import time
+import types
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -395,6 +398,25 @@ def _pool(workers: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
 
 
+@contextlib.contextmanager
+def _without_main_script() -> Iterator[None]:
+    """Start worker processes without the caller's main script.
+
+    A new worker re-imports the parent's ``__main__`` script; under Streamlit
+    that script is the app, which would run once more in every worker (slower
+    start, more memory, log noise).  The workers only need this module.
+    """
+    main = sys.modules.get("__main__")
+    if main is None or getattr(main, "__spec__", None) is not None or not hasattr(main, "__file__"):
+        yield
+        return
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
+
+
 def _outcomes(
     jobs: list[tuple[BatchInput, str]], params: Params, workers: int, should_stop: Callable[[], bool]
 ) -> Iterator[ImageOutcome]:
@@ -414,7 +436,8 @@ def _outcomes(
                     job = next(queue, None)
                     if job is None:
                         break
-                    pending.add(pool.submit(process_one, job[0], job[1], params))
+                    with _without_main_script():  # workers start on the first submits
+                        pending.add(pool.submit(process_one, job[0], job[1], params))
                 if should_stop():
                     # drop the images still queued; those already running finish
                     pending = {fut for fut in pending if not fut.cancel()}

@@ -63,7 +63,9 @@ def app_server(script: str = "app.py", timeout: float = 30.0, env: dict | None =
     port = free_port()
     log = tempfile.TemporaryFile(mode="w+")
     cmd = [sys.executable, "-m", "streamlit", "run", script, "--server.headless", "true",
-           "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
+           "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
+           # files edited while a test runs must not change the app under test
+           "--server.fileWatcherType", "none"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
     url = f"http://127.0.0.1:{port}"
     failed = True

@@ -12,6 +12,7 @@ import pytest
 import tifffile
 
 from segmentation import ImageReadError, Params, segment
+from testdata import SAMPLE
 from segmentation.batch import (
     SUMMARY_COLUMNS,
     BatchInput,
@@ -343,3 +344,28 @@ def test_no_inputs_still_writes_a_valid_zip(tmp_path):
     files = read_zip(report.zip_path)
     assert {"summary.csv", "settings.json", "segment.py", "README.txt", "measurements.csv"} <= set(files)
     assert pd.read_csv(io.BytesIO(files["summary.csv"]))["status"].tolist() == ["skipped"]
+
+
+def test_workers_do_not_rerun_the_callers_main_script(tmp_path):
+    """Under Streamlit the main script is the app: workers must not run it again."""
+    import subprocess
+    import sys
+    import textwrap
+
+    marker = tmp_path / "main_ran.txt"
+    fake_main = tmp_path / "fake_app.py"
+    fake_main.write_text(f"open({str(marker)!r}, 'a').write('ran\\n')\n")
+    img = tmp_path / "img.tif"
+    tifffile.imwrite(img, tifffile.imread(SAMPLE))
+    driver = textwrap.dedent(f"""
+        import sys, types
+        fake = types.ModuleType("__main__"); fake.__file__ = {str(fake_main)!r}; fake.__spec__ = None
+        sys.modules["__main__"] = fake  # as Streamlit does with the page script
+        from segmentation import Params
+        from segmentation.batch import BatchInput, run_batch
+        inputs = [BatchInput(f"img{{i}}.tif", {str(img)!r}) for i in range(3)]
+        report = run_batch(inputs, Params(), {str(tmp_path / "out.zip")!r}, workers=2)
+        assert report.n_ok == 3
+    """)
+    subprocess.run([sys.executable, "-c", driver], check=True, cwd=tmp_path, timeout=120)
+    assert not marker.exists()

@@ -1,0 +1,261 @@
+"""The Batch page driven by Streamlit's AppTest: upload, settings, run, results.
+
+The batch runs in a background thread of the page; these tests rerun the page
+until the run has finished, as the page's progress fragment does in a browser.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+from streamlit.testing.v1 import AppTest
+
+from segmentation import Params, load_plane, segment
+from segmentation.batch import flag_outliers
+from segmentation.filters import filter_image
+from segmentation.threshold import threshold_image
+from testdata import ROOT, SAMPLE, require_shared
+
+APP = str(ROOT / "app.py")
+CORRUPT_TIFF = b"II*\x00" + b"\x08\x00\x00\x00" + b"this is not an image" * 8
+
+
+def batch_page() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page("pages/batch.py").run()
+    assert not at.exception
+    return at
+
+
+def upload(files: list[Path], folder: str = "exp") -> list[tuple[str, bytes, str]]:
+    """Real images as a folder upload names them: ``exp/<sub>/<file>``."""
+    return [(f"{folder}/{f.parent.parent.name}/{f.name}", f.read_bytes(), "image/tiff") for f in files]
+
+
+def run_to_end(at: AppTest, timeout: float = 120.0, click: bool = True):
+    """Click Start, then rerun the page until the batch has finished; return the job."""
+    if click:
+        at.button(key="batch_start").click().run()
+        assert not at.exception
+    job = at.session_state["batch_job"]
+    deadline = time.monotonic() + timeout
+    while job.running:
+        assert time.monotonic() < deadline, f"batch not finished after {timeout} s ({job.done}/{job.total})"
+        time.sleep(0.2)
+        at.run()  # the progress view, as the fragment redraws it in a browser
+    at.run()
+    assert not at.exception
+    assert not at.error, [e.value for e in at.error]  # the page shows problems as st.error, never a traceback
+    return job
+
+
+def texts(at: AppTest) -> str:
+    parts = [m.value for m in at.markdown] + [c.value for c in at.caption] + [e.value for e in at.error]
+    parts += [w.value for w in at.warning] + [s.value for s in at.success] + [e.label for e in at.expander]
+    return "\n".join(str(p) for p in parts)
+
+
+@pytest.fixture(scope="module")
+def kc167() -> list[Path]:
+    files = require_shared("bbbc007_kc167_dna/images/*.tif")
+    assert len(files) >= 5
+    return files[:5]
+
+
+def test_batch_of_real_images_matches_segment(kc167):
+    at = batch_page()
+    files = upload(kc167) + [
+        ("exp/broken.tif", CORRUPT_TIFF, "image/tiff"),
+        ("exp/notes.txt", b"stained with DAPI, 40x", "text/plain"),
+        ("exp/.DS_Store", b"\x00\x00\x00\x01Bud1", "application/octet-stream"),
+    ]
+    at.file_uploader(key="batch_folder").set_value(files).run()
+    assert not at.exception
+    assert "6 images" in at.success[0].value
+    assert "1 file will be skipped" in texts(at)
+    assert not at.button(key="batch_start").disabled
+
+    job = run_to_end(at)
+    assert job.error is None
+    assert job.report is not None and not job.report.stopped
+
+    with zipfile.ZipFile(job.zip_path) as z:
+        names = z.namelist()
+        labels = sorted(n for n in names if n.startswith("labels/"))
+        assert labels == sorted(f"labels/exp/bbbc007_kc167_dna/{f.stem}.tif" for f in kc167)  # sub-folder kept
+        for f in kc167:  # same code path as segment() with the same settings
+            got = tifffile.imread(io.BytesIO(z.read(f"labels/exp/bbbc007_kc167_dna/{f.stem}.tif")))
+            assert got.dtype == np.uint32
+            image, _ = load_plane(f)
+            np.testing.assert_array_equal(got, segment(image, Params()).labels)
+        for part in ("masks/", "overlays/", "measurements/"):
+            assert sum(n.startswith(part) for n in names) == 5
+        for fixed in ("measurements.csv", "summary.csv", "settings.json", "segment.py", "errors.csv", "README.txt"):
+            assert fixed in names
+        summary = pd.read_csv(z.open("summary.csv"))
+        errors = pd.read_csv(z.open("errors.csv"))
+        assert Params.from_json(z.read("settings.json")) == Params()
+
+    assert len(summary) == 7  # 6 inputs and the skipped text file; .DS_Store is not an input
+    assert sorted(summary["status"]) == ["failed", "ok", "ok", "ok", "ok", "ok", "skipped"]
+    assert summary.loc[summary["status"] == "skipped", "file"].tolist() == ["exp/notes.txt"]
+    assert errors["file"].tolist() == ["exp/broken.tif"]
+    assert "broken.tif" in errors["reason"][0] and len(errors["reason"][0]) > 30
+
+    # the results on the page
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Segmented"] == "5 of 6" and metrics["Failed"] == "1" and metrics["Skipped"] == "1"
+    page = texts(at)
+    assert "exp/broken.tif" in page and "Files that could not be segmented (1)" in [s.value for s in at.subheader]
+    assert "Skipped, not image files" in page and "exp/notes.txt" in page
+    assert "less than half or more than 2×" in page  # the outlier rule, in words
+    assert at.download_button(key="batch_download").label == "Download results.zip"
+    assert len(at.image) == 5  # one thumbnail per segmented image
+    table = at.dataframe[0].value
+    assert len(table) == 7 and set(table["Status"]) == {"segmented", "failed", "skipped"}
+
+
+def test_stop_keeps_what_is_done(kc167):
+    # more images than the pool takes at once (2 per core), so some are never started
+    n = 4 * (os.cpu_count() or 1) + 4
+    files = [(f"exp/img_{i:03d}.tif", kc167[i % len(kc167)].read_bytes(), "image/tiff") for i in range(n)]
+    at = batch_page()
+    at.file_uploader(key="batch_folder").set_value(files).run()
+    at.button(key="batch_start").click().run()
+    at.button(key="batch_stop").click().run()  # while the workers are still starting
+    assert not at.exception
+    assert "Stopping" in at.info[0].value
+    job = run_to_end(at, click=False)
+    assert job.report.stopped
+    summary = job.report.summary
+    done = int((summary["status"] == "ok").sum())
+    assert (summary["status"] == "not run").sum() == n - done > 0
+    with zipfile.ZipFile(job.zip_path) as z:
+        assert z.testzip() is None
+        assert sum(name.startswith("labels/") for name in z.namelist()) == done
+        assert len(pd.read_csv(z.open("summary.csv"))) == n
+    assert any(f"Stopped after {done} of {n} images" in w.value for w in at.warning)
+
+
+def test_enlarge_shows_the_full_overlay(kc167):
+    at = batch_page()
+    at.file_uploader(key="batch_folder").set_value(upload(kc167[:3])).run()
+    run_to_end(at)
+    before = len(at.image)
+    name = f"exp/bbbc007_kc167_dna/{kc167[0].stem}"
+    at.button(key=f"batch_enlarge::{name}").click().run()
+    assert not at.exception
+    assert len(at.image) == before + 1
+
+
+def test_fixed_cutoff_is_found_on_the_preview_image(kc167):
+    at = batch_page()
+    at.file_uploader(key="batch_folder").set_value(upload(kc167[:3])).run()
+    at.radio(key="batch_cutoff").set_value("fixed").run()
+    assert not at.exception
+    sample, _ = load_plane(SAMPLE)
+    expected = threshold_image(filter_image(sample, Params()), Params()).value
+    assert f"**{expected:.6g}**" in texts(at)
+
+    job = run_to_end(at)
+    assert job.params.threshold_method == "manual" and job.params.threshold_value == pytest.approx(expected)
+    summary = job.report.summary
+    assert (summary["threshold_method"] == "manual").all()
+    assert np.allclose(summary["threshold"].astype(float), expected)
+
+
+def test_each_image_gets_its_own_cutoff(kc167):
+    at = batch_page()
+    at.file_uploader(key="batch_folder").set_value(upload(kc167)).run()
+    job = run_to_end(at)
+    summary = job.report.summary
+    assert (summary["threshold_method"] == "otsu").all()
+    assert summary["threshold"].nunique() == 5  # listed per image in the summary
+
+
+def test_settings_file(kc167):
+    at = batch_page()
+    at.file_uploader(key="batch_folder").set_value(upload(kc167[:2])).run()
+    at.radio(key="batch_settings_from").set_value("file").run()
+    assert at.button(key="batch_start").disabled  # no settings yet
+
+    at.file_uploader(key="batch_settings_file").set_value(("bad.json", b"{not json", "application/json")).run()
+    assert not at.exception
+    assert "Cannot use 'bad.json'" in at.error[0].value
+    assert at.button(key="batch_start").disabled
+
+    mine = Params(split="none", min_size=50)
+    at.file_uploader(key="batch_settings_file").set_value(("settings.json", mine.to_json().encode(), "application/json")).run()
+    assert not at.exception and not at.error
+    assert "**Split**: off" in texts(at) and "remove objects < 50 px" in texts(at)
+    job = run_to_end(at)
+    assert job.params == mine
+    with zipfile.ZipFile(job.zip_path) as z:
+        assert Params.from_json(z.read("settings.json")) == mine
+
+
+def test_rerun_replaces_the_previous_zip(kc167):
+    at = batch_page()
+    at.file_uploader(key="batch_folder").set_value(upload(kc167[:2])).run()
+    first = run_to_end(at)
+    assert first.zip_path.is_file()
+    second = run_to_end(at)
+    assert second.zip_path != first.zip_path
+    assert not first.folder.exists()  # the previous run's results are gone
+    with zipfile.ZipFile(second.zip_path) as z:
+        assert sum(n.startswith("labels/") for n in z.namelist()) == 2
+
+
+def test_zip_upload_keeps_folder_names(kc167):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("plate1/A01/img.tif", kc167[0].read_bytes())
+        z.writestr("plate1/A02/img.tif", kc167[1].read_bytes())
+        z.writestr("plate1/readme.md", "notes")
+        z.writestr("__MACOSX/plate1/._img.tif", b"junk")
+    at = batch_page()
+    at.radio(key="batch_source_kind").set_value("files").run()
+    at.file_uploader(key="batch_files").set_value([("plate1.zip", buf.getvalue(), "application/zip"),
+                                                   ("extra.tif", kc167[2].read_bytes(), "image/tiff")]).run()
+    assert not at.exception
+    assert "3 images" in at.success[0].value
+    job = run_to_end(at)
+    with zipfile.ZipFile(job.zip_path) as z:
+        labels = sorted(n for n in z.namelist() if n.startswith("labels/"))
+    assert labels == ["labels/extra.tif", "labels/plate1/A01/img.tif", "labels/plate1/A02/img.tif"]
+    assert job.report.skipped == ["plate1.zip: plate1/readme.md"]
+
+
+def test_damaged_zip_and_no_images_are_explained():
+    at = batch_page()
+    at.radio(key="batch_source_kind").set_value("files").run()
+    at.file_uploader(key="batch_files").set_value([("broken.zip", b"PK\x03\x04 nope", "application/zip")]).run()
+    assert not at.exception
+    assert "not a valid zip file" in at.error[0].value
+    assert at.button(key="batch_start").disabled
+    at.file_uploader(key="batch_files").set_value([("notes.txt", b"hello", "text/plain")]).run()
+    assert "None of the 1 uploaded files is an image" in at.warning[0].value
+    assert at.button(key="batch_start").disabled
+
+
+def test_outlier_rule_in_words():
+    summary = pd.DataFrame({
+        "status": ["ok", "ok", "ok", "ok", "ok", "failed"],
+        "objects": [50, 55, 60, 140, 0, None],
+        "threshold": [100.0, 104.0, 98.0, 101.0, 40.0, None],
+        "mean_area_px2": [300.0, 310.0, 290.0, 305.0, np.nan, None],
+    })
+    flags = flag_outliers(summary).tolist()
+    assert flags[:3] == ["", "", ""]
+    assert flags[3] == "many nuclei: 140 (median 55)"
+    assert flags[4].startswith("no nuclei found") and "low cutoff" in flags[4]
+    assert flags[5] == ""  # failed files are listed elsewhere
+    assert flag_outliers(summary.iloc[:2]).tolist() == ["", ""]  # too few images to compare
