@@ -50,11 +50,19 @@ def main(size: int = 2048, repeats: int = 5) -> None:
         course_recipe(img)
         recipe.append(time.perf_counter() - t)
     base = statistics.median(recipe)
-    min_size = timed("w_min_size", [11 + i for i in range(repeats)])
+    # nuclei are 200-1250 px: each step removes more of them, so the mask really changes
+    counts = []
+    min_size = []
+    for v in [250 + 150 * i for i in range(repeats)]:
+        min_size += timed("w_min_size", [v])
+        counts.append(at.metric[0].value)
+    assert len(set(counts)) == len(counts), f"the count must change at every step: {counts}"
+    tiny_step = timed("w_min_size", [250 + 150 * repeats + 1 + i for i in range(repeats)])
     sigma = timed("w_sigma", [1.1 + 0.1 * i for i in range(repeats)])
     unchanged = timed("w_sigma", [1.1 + 0.1 * (repeats - 1)] * 3)
     print(f"plain course recipe (baseline):  {base * 1000:7.0f} ms")
-    for name, ts in (("min size change (downstream)", min_size), ("sigma change (upstream)", sigma),
+    for name, ts in (("min size change (downstream)", min_size),
+                     ("min size +1 px (mask may not change)", tiny_step), ("sigma change (upstream)", sigma),
                      ("rerun, nothing changed", unchanged)):
         m = statistics.median(ts)
         print(f"{name:32s} {m * 1000:7.0f} ms  ({m / base:.2f} x recipe)  runs: {[round(x * 1000) for x in ts]}")

@@ -410,13 +410,12 @@ def _refined(key: str, f: tuple, t: tuple, r: tuple, _binary: np.ndarray, _param
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
-def _split(key: str, f: tuple, t: tuple, r: tuple, s: tuple, _mask: np.ndarray, _params: Params,
-           _cache: dict) -> SplitResult:
+def _split(key: str, mask_digest: str, s: tuple, _mask: np.ndarray, _params: Params, _cache: dict) -> SplitResult:
     return label_objects(_mask, _params, cache=_cache)
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
-def _finished(key: str, f: tuple, t: tuple, r: tuple, s: tuple, m: tuple, _parts: tuple, _params: Params,
+def _finished(key: str, f: tuple, t: tuple, mask_digest: str, s: tuple, m: tuple, _parts: tuple, _params: Params,
               _measure_cache: dict) -> Result:
     return finish(*_parts, _params, measure_cache=_measure_cache)
 
@@ -430,25 +429,27 @@ def _object_cache(kind: str, image_key: str) -> dict:
     return caches.setdefault(kind, {})
 
 
-def stage_keys(image: CurrentImage, params: Params) -> dict[str, tuple]:
-    """Cache key of each stage's output: the image and every setting upstream of it."""
-    keys, upstream = {}, (image.key,)
-    for stage in ("filter", "threshold", "refine", "split", "measure"):
-        upstream = (*upstream, params.stage(stage))
-        keys[stage] = upstream
-    return keys
+def run_cached(image: CurrentImage, params: Params) -> tuple[Result, dict[str, tuple]]:
+    """:func:`segmentation.segment` of the current image, recomputing only changed stages.
 
+    Splitting and measuring are keyed on the refined mask itself, so a setting
+    that leaves the mask unchanged (say, a minimum size between two objects'
+    sizes) recomputes nothing after refinement.
 
-def run_cached(image: CurrentImage, params: Params) -> Result:
-    """:func:`segmentation.segment` of the current image, recomputing only changed stages."""
+    Returns the result and a cache key for each stage's output, for pictures
+    drawn from them.
+    """
     k, plane = image.key, image.plane
     f, t, r, s, m = (params.stage(x) for x in ("filter", "threshold", "refine", "split", "measure"))
     filtered = _filtered(k, f, plane, params)
     thresholded = _thresholded(k, f, t, filtered, params)
     mask = _refined(k, f, t, r, thresholded.mask, params)
-    split = _split(k, f, t, r, s, mask, params, _object_cache("split", k))
-    return _finished(k, f, t, r, s, m, (plane, filtered, thresholded, mask, split), params,
-                     _object_cache("measure", k))
+    mask_digest = hashlib.blake2b(mask.view(np.uint8), digest_size=16).hexdigest()
+    split = _split(k, mask_digest, s, mask, params, _object_cache("split", k))
+    result = _finished(k, f, t, mask_digest, s, m, (plane, filtered, thresholded, mask, split), params,
+                       _object_cache("measure", k))
+    keys = {"filter": (k, f), "threshold": (k, f, t), "refine": (k, mask_digest), "split": (k, mask_digest, s)}
+    return result, keys
 
 
 @st.cache_data(max_entries=16, show_spinner=False)

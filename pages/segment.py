@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pandas as pd
-import plotly.express as px
+import plotly.graph_objects as go
 import streamlit as st
 
 from pages.common import (
@@ -28,7 +28,6 @@ from pages.common import (
     set_params,
     set_source,
     show_error,
-    stage_keys,
     use_app_navigation,
 )
 from segmentation.display import (
@@ -228,11 +227,10 @@ def main() -> None:
                f"dtype {plane.dtype} · intensity {stats['min']:.6g} – {stats['max']:.6g}")
 
     try:
-        result = run_cached(current, params)
+        result, keys = run_cached(current, params)
     except (ImageReadError, ValueError) as exc:
         show_error(exc)
         return
-    keys = stage_keys(current, params)
     fstats = image_stats(str(keys["filter"]), result.filtered)
     value_range = (fstats["min"], fstats["max"])
     if st.session_state.get("value_range") != value_range and params.threshold_method == "manual":
@@ -293,7 +291,7 @@ def views(result, keys: dict, crop: tuple, contrast: tuple) -> None:
     cols[3].image(_png_labels(keys["split"], crop, result.labels), caption=f"Labels ({result.count} objects)", width="stretch")
 
     left, right = st.columns(2)
-    left.image(_png_overlay(keys["split"], crop, contrast, result.image, result.labels, result.removed, 1000),
+    left.image(_png_overlay((keys["threshold"], keys["split"]), crop, contrast, result.image, result.labels, result.removed, 1000),
                caption="Outlines on raw: yellow = objects, magenta = removed (too small/large, border, no seed)",
                width="stretch")
     if result.distance is not None:
@@ -312,8 +310,9 @@ def results(result, params: Params, name: str) -> None:
         numeric = [c for c in table.columns if c != "label" and pd.api.types.is_numeric_dtype(table[c])]
         default = "area_um2" if "area_um2" in numeric else "area_px2"
         col = right.selectbox("Histogram of", numeric, index=numeric.index(default), key="measure_hist")
-        fig = px.histogram(table, x=col, nbins=30, height=280)
-        fig.update_layout(margin=dict(l=10, r=10, t=10, b=10), yaxis_title="objects")
+        fig = go.Figure(go.Histogram(x=table[col], nbinsx=30, marker_color="#6c8ebf"))
+        fig.update_layout(height=280, margin=dict(l=10, r=10, t=10, b=10), xaxis_title=col, yaxis_title="objects",
+                          bargap=0.05)
         right.plotly_chart(fig, key="measure_histogram", config={"displayModeBar": False})
     else:
         st.info("No objects: nothing to measure.")
@@ -321,7 +320,7 @@ def results(result, params: Params, name: str) -> None:
     stem = name.rsplit(".", 1)[0].split(" ")[0] or "image"
     st.subheader("Download")
     c = st.columns(6)
-    c[0].download_button("Measurements CSV", csv_bytes(table), f"{stem}_measurements.csv", "text/csv", on_click="ignore")
+    c[0].download_button("Measurements CSV", lambda: csv_bytes(table), f"{stem}_measurements.csv", "text/csv", on_click="ignore")
     c[1].download_button("Labels TIFF (uint32)", lambda: labels_tiff(result.labels), f"{stem}_labels.tif", "image/tiff", on_click="ignore")
     c[2].download_button("Mask TIFF", lambda: mask_tiff(result.labels > 0), f"{stem}_mask.tif", "image/tiff", on_click="ignore")
     c[3].download_button("Overlay PNG", lambda: overlay_png(result), f"{stem}_overlay.png", "image/png", on_click="ignore")

@@ -71,5 +71,8 @@ def filter_objects(labels: np.ndarray, max_size: int = 0, exclude_border: bool =
             out = np.where(np.isin(out, too_large), 0, out)
     if exclude_border:
         out = segmentation.clear_border(out)
+    present = np.bincount(out.ravel()) > 0
+    if present[1:].all():  # already numbered 1..N
+        return out.astype(np.uint32, copy=False)
     relabelled, _, _ = segmentation.relabel_sequential(out)
     return relabelled.astype(np.uint32, copy=False)
