@@ -133,7 +133,8 @@ def test_stop_keeps_what_is_done(kc167):
     at.button(key="batch_start").click().run()
     at.button(key="batch_stop").click().run()  # while the workers are still starting
     assert not at.exception
-    assert any("Stopping" in i.value for i in at.info), [i.value for i in at.info]
+    # "Stopping…" shows only until the images in flight finish, which may already be over
+    assert at.session_state["batch_job"].stop.is_set()
     job = run_to_end(at, click=False)
     assert job.report.stopped
     summary = job.report.summary
