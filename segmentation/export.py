@@ -46,7 +46,7 @@ def mask_tiff(mask: np.ndarray) -> bytes:
 
 def overlay_png(result: Result) -> bytes:
     """Full-size PNG: object outlines (yellow) and removed objects (magenta) on the raw image."""
-    return png_bytes(outline_overlay(stretch(result.image), result.labels, result.removed), compress_level=3)
+    return png_bytes(outline_overlay(stretch(result.image), result.labels, result.removed))
 
 
 def csv_bytes(df: pd.DataFrame) -> bytes:
