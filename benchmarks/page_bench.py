@@ -30,7 +30,7 @@ def main(size: int = 2048, repeats: int = 5) -> None:
     buf = io.BytesIO()
     tifffile.imwrite(buf, img)
     at = AppTest.from_file(APP, default_timeout=300).run()
-    at.file_uploader(key="upload").set_value(("big.tif", buf.getvalue(), "image/tiff")).run()
+    at.file_uploader(key="upload_0").set_value(("big.tif", buf.getvalue(), "image/tiff")).run()
     assert not at.exception, at.exception
     print(f"{size}x{size} uint16, {at.metric[0].value} objects")
 

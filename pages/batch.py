@@ -320,7 +320,7 @@ def settings_lines(p: Params) -> list[str]:
     return lines
 
 
-@st.cache_data(max_entries=16, show_spinner="Finding the cutoff on the preview image…")
+@st.cache_data(max_entries=16, show_spinner="Finding the cutoff on the image open on the Segment page…")
 def _preview_cutoff(image_key: str, params_json: str, _plane: np.ndarray) -> float:
     params = Params.from_json(params_json)
     return float(threshold_image(filter_image(_plane, params), params).value)
@@ -361,7 +361,8 @@ def choose_settings() -> tuple[Params | None, str]:
     choice = st.radio(
         "Cutoff between nuclei and background", ["each", "fixed"], key="batch_cutoff",
         format_func={"each": f"{name} on each image: every image gets its own cutoff (listed in the results)",
-                     "fixed": f"One fixed cutoff for all images: the {name} cutoff of the preview image"}.get,
+                     "fixed": f"One fixed cutoff for all images: the {name} cutoff of the image open on the "
+                              "Segment page"}.get,
         help="Per image is the usual choice and adapts to brighter or dimmer images. A fixed cutoff "
              "compares intensities directly between images, when all were imaged with the same settings.",
     )
@@ -371,10 +372,10 @@ def choose_settings() -> tuple[Params | None, str]:
         preview = current_image(params)
         value = _preview_cutoff(preview.key, params.to_json(), preview.plane)
     except (ImageReadError, ValueError) as exc:
-        st.error(f"No cutoff could be found on the preview image: {exc}", icon="⚠️")
+        st.error(f"No cutoff could be found on the image open on the Segment page: {exc}", icon="⚠️")
         return None, ""
-    st.markdown(f"Fixed cutoff: **{value:.6g}** (image units), the {name} cutoff of the preview image "
-                f"*{preview.source.name}* with these settings.")
+    st.markdown(f"Fixed cutoff: **{value:.6g}** (image units), the {name} cutoff of *{preview.source.name}*, "
+                "the image open on the Segment page, with these settings.")
     return (params.replace(threshold_method="manual", threshold_value=value),
             f"One fixed cutoff for every image: {value:.6g} ({name} on {preview.source.name}).")
 

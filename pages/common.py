@@ -339,6 +339,8 @@ def params_sidebar(params: Params, info: ImageInfo, auto_cutoff: float | None, v
         integer_like = hi - lo > 200
         step = 1.0 if integer_like else max((hi - lo) / 200, 1e-6)
         start = params.threshold_value if params.threshold_value is not None else (auto_cutoff or (lo + hi) / 2)
+        if integer_like:
+            start = float(round(start))  # what the slider can show
         v["threshold_value"] = float(_slider(sb, "threshold_value", "Cutoff (image units)", float(np.floor(lo)),
                                              float(np.ceil(hi)), float(start), step, "%.0f" if integer_like else "%.4g"))
     elif v["threshold_method"] == "local":

@@ -49,8 +49,19 @@ LARGE_IMAGE = 4096 * 4096  # above this, offer a downsampled working copy
 # --- callbacks: run before the script, so they may change the sidebar's state ---------
 
 
+def _upload_key() -> str:
+    # a new key empties the uploader (e.g. after "Use sample image")
+    return f"upload_{st.session_state.get('upload_generation', 0)}"
+
+
+def _forget_view() -> None:
+    """A new image starts unzoomed."""
+    for key in ("zoom", "zoom_x", "zoom_y"):
+        st.session_state.pop(key, None)
+
+
 def _on_upload() -> None:
-    file = st.session_state.get("upload")
+    file = st.session_state.get(_upload_key())
     st.session_state.pop("upload_error", None)
     if file is None:
         return
@@ -65,6 +76,7 @@ def _on_upload() -> None:
         return
     set_source(source)
     set_params(params)
+    _forget_view()
 
 
 def _plane_defaults(params: Params, info) -> Params:
@@ -79,6 +91,8 @@ def _plane_defaults(params: Params, info) -> Params:
 
 def _use_sample() -> None:
     set_source(sample_source())
+    _forget_view()
+    st.session_state["upload_generation"] = st.session_state.get("upload_generation", 0) + 1
     st.session_state.pop("upload_error", None)
     set_params(_plane_defaults(get_params(), read_cached(*_src_args(sample_source()))[1]))
 
@@ -151,7 +165,7 @@ def image_section() -> None:
     left, right = st.columns([3, 1], vertical_alignment="bottom")
     left.file_uploader(
         "Open an image (TIFF, PNG or JPEG; 8/16/32-bit, multi-channel and z-stacks welcome)",
-        type=["tif", "tiff", "png", "jpg", "jpeg"], key="upload", on_change=_on_upload,
+        type=["tif", "tiff", "png", "jpg", "jpeg"], key=_upload_key(), on_change=_on_upload,
     )
     right.button("Use sample image", on_click=_use_sample, disabled=get_source().is_sample,
                  help="Go back to the built-in sample of Hoechst-stained U2OS nuclei.")
@@ -227,7 +241,10 @@ def main() -> None:
                f"dtype {plane.dtype} · intensity {stats['min']:.6g} – {stats['max']:.6g}")
 
     try:
-        result, keys = run_cached(current, params)
+        slow = f" (rolling ball, radius {params.background_radius:g} px: several seconds)" \
+            if params.background == "rolling_ball" else ""
+        with st.spinner(f"Segmenting{slow}…", show_time=True):
+            result, keys = run_cached(current, params)
     except (ImageReadError, ValueError) as exc:
         show_error(exc)
         return
@@ -255,12 +272,13 @@ def main() -> None:
 def metrics(result, params: Params, image_key: str) -> None:
     c1, c2 = st.columns(2)
     c1.metric("Objects", f"{result.count}")
-    c2.metric(f"Threshold ({label_of(params.threshold_method)})", f"{result.threshold:.6g}",
+    method = "Local" if params.threshold_method == "local" else label_of(params.threshold_method)
+    c2.metric(f"Threshold ({method})", f"{result.threshold:.6g}",
               help="In the image's own intensity units." + (" Median of the local cutoffs." if params.threshold_method == "local" else ""))
     area = result.summary.get("median_area_um2") or result.summary.get("median_area_px2")
     unit = "µm²" if result.summary.get("median_area_um2") else "px²"
     c3, c4 = st.columns(2)
-    c3.metric(f"Median area ({unit})", "–" if area is None else f"{area:.4g}")
+    c3.metric(f"Median area ({unit})", "–" if area is None else (f"{area:,.0f}" if area >= 100 else f"{area:.3g}"))
     c4.metric("Foreground", f"{result.summary['foreground_fraction']:.1%}")
     stats = image_stats(image_key, result.image)
     note = f"{stats['at_max']:.2%} of pixels sit at the maximum value {stats['max']:.6g}"
@@ -271,7 +289,8 @@ def metrics(result, params: Params, image_key: str) -> None:
 
 def histogram(result, params: Params, keys: dict) -> None:
     c1, c2 = st.columns(2)
-    log = c1.toggle("Log counts", key="hist_log", help="Show rare bright pixels (and saturation) as well.")
+    log = c1.toggle("Log counts", value=True, key="hist_log",
+                    help="A log scale shows the nuclei's intensities next to the much taller background peak.")
     show_all = c2.toggle("All automatic methods", key="hist_all", help="Draw the cutoff of every automatic method.")
     name = f"{label_of(params.threshold_method)}"
     cutoffs: dict[str, float | None] = {name: result.threshold}

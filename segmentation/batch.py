@@ -64,7 +64,7 @@ __all__ = [
 SUMMARY_COLUMNS = [
     "image", "file", "status", "reason", "threshold_method", "threshold", "objects",
     "mean_area_px2", "median_area_px2", "mean_area_um2", "median_area_um2",
-    "foreground_fraction", "height", "width", "pixel_size_um", "seconds", "warnings",
+    "foreground_fraction", "dropped_without_seed", "height", "width", "pixel_size_um", "seconds", "warnings",
 ]
 THUMBNAIL_SIDE = 480
 # An image is flagged for a look when its count, cutoff or mean area is below
@@ -514,7 +514,7 @@ def run_batch(
             table.append(rows.get(out_name) or {"image": out_name, "file": inp.name, "status": "not run", "reason": "the run was stopped before this file"})
         table += [{"image": "", "file": s, "status": "skipped", "reason": "not an image file (.tif, .tiff, .png, .jpg, .jpeg)"} for s in skipped]
         summary = pd.DataFrame(table).reindex(columns=SUMMARY_COLUMNS)
-        for col in ("objects", "height", "width"):
+        for col in ("objects", "dropped_without_seed", "height", "width"):
             summary[col] = summary[col].astype("Int64")
         writer.close(summary, errors)
     return BatchReport(out_path, summary, errors, list(skipped), thumbnails, stopped, time.perf_counter() - start)

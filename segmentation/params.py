@@ -61,7 +61,8 @@ HELP: dict[str, str] = {
     "background": (
         "Subtract uneven background before filtering. Rolling ball (as in Fiji) or white "
         "top-hat remove structures larger than the radius: use it when one side of the "
-        "field is brighter than the other."
+        "field is brighter than the other. Make the radius larger than the largest nucleus. "
+        "Rolling ball is slow (about 10 s for a 1344×1024 image); top-hat is faster."
     ),
     "background_radius": (
         "Radius in pixels of the background estimate. Make it larger than the largest "
@@ -93,8 +94,10 @@ HELP: dict[str, str] = {
         "with. Make it a few nuclei wide; too small and nuclei become rings."
     ),
     "offset": (
-        "Local threshold: subtracted from the neighbourhood mean, in intensity units. "
-        "Raising it makes the threshold lower, so more pixels count as nuclei."
+        "Local threshold: subtracted from the neighbourhood mean, in intensity units (as in "
+        "scikit-image). Bright nuclei usually need a negative offset (e.g. -5 to -50): the cutoff "
+        "is then that much above the local mean, so flat background stays black. Raising it "
+        "lowers the cutoff, so more pixels count as nuclei."
     ),
     "objects": "Nuclei brighter than the background (fluorescence) or darker (e.g. brightfield).",
     "min_size": (

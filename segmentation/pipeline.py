@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from skimage import measure
 
 from .filters import filter_image
 from .io import validate_plane
@@ -95,6 +96,9 @@ def finish(
     labels = split.labels
     measurements = measure_objects(labels, image, params.pixel_size_um, cache=measure_cache)
     summary = summarize(measurements, mask, thresholded.value, thresholded.method)
+    # whole objects the watershed dropped for want of a seed (the course's recipe does this)
+    unseeded_objects = int(measure.label(split.unseeded).max()) if split.unseeded.any() else 0
+    summary["dropped_without_seed"] = unseeded_objects
     removed = (thresholded.mask | mask) & (labels == 0)
     return Result(
         image=image,
@@ -109,7 +113,7 @@ def finish(
         removed=removed,
         measurements=measurements,
         summary=summary,
-        warnings=_warnings(thresholded, mask, split, params),
+        warnings=_warnings(thresholded, mask, split, params, unseeded_objects),
     )
 
 
@@ -159,7 +163,7 @@ def segment(image: np.ndarray, params: Params | None = None, name: str = "image"
 
 
 def _warnings(
-    thresholded: ThresholdResult, mask: np.ndarray, split: SplitResult, params: Params
+    thresholded: ThresholdResult, mask: np.ndarray, split: SplitResult, params: Params, unseeded_objects: int
 ) -> list[str]:
     notes = []
     share = float(np.count_nonzero(thresholded.mask)) / thresholded.mask.size
@@ -167,8 +171,8 @@ def _warnings(
         other = "darker" if params.objects == "bright" else "brighter"
         notes.append(
             f"{share:.0%} of the image is on the object side of the threshold. "
-            f"Are the nuclei {other} than the background? (Threshold > objects) "
-            "Or is the background uneven? (Filter > background subtraction)"
+            f"Are the nuclei {other} than the background? (sidebar: Threshold → Nuclei are) "
+            "Or is the background uneven? (Filter → background subtraction, or a local threshold)"
         )
     if split.labels.max() == 0:
         if not thresholded.mask.any():
@@ -177,18 +181,17 @@ def _warnings(
             notes.append(
                 "Every thresholded object was removed by refinement: lower 'min size' or the opening radius."
             )
-        else:
+        elif share <= MOSTLY_FOREGROUND:
             notes.append(
                 "No objects left after splitting and filtering: check 'max size', "
                 "'remove objects touching the border' and the seed settings."
             )
-    elif params.split == "watershed":
+    elif unseeded_objects:
         lost = float(np.count_nonzero(split.unseeded)) / max(1, np.count_nonzero(mask))
-        if lost > 0.05:
-            notes.append(
-                f"{lost:.0%} of the mask got no watershed seed and was dropped (often nuclei at the "
-                "image border, where peak_local_max finds no seed). Lower 'min_distance' or tick "
-                "'keep objects without a seed'."
-            )
+        notes.append(
+            f"{unseeded_objects} object{'s' if unseeded_objects > 1 else ''} ({lost:.0%} of the mask) got no "
+            "watershed seed and were dropped (magenta in the overlay; often whole nuclei at the image "
+            "border, where peak_local_max looks for no seed). Tick 'Keep objects without a seed' "
+            "(Split → Advanced) to keep them."
+        )
     return notes
-

@@ -119,7 +119,7 @@ def _two_channel_tiff() -> tuple[bytes, np.ndarray]:
 def test_16bit_multichannel_upload_selects_channel_and_shows_16bit_threshold():
     data, ch1 = _two_channel_tiff()
     at = run_app()
-    at.file_uploader(key="upload").set_value(("cells.tif", data, "image/tiff")).run()
+    at.file_uploader(key="upload_0").set_value(("cells.tif", data, "image/tiff")).run()
     assert not at.exception
     assert at.sidebar.selectbox(key="w_channel").options == ["0", "1"]
     assert at.sidebar.number_input(key="w_pixel_size_um").value == pytest.approx(0.65)
@@ -136,7 +136,7 @@ def test_16bit_multichannel_upload_selects_channel_and_shows_16bit_threshold():
 def test_unreadable_upload_keeps_the_current_image():
     at = run_app()
     before = metric(at, "Objects")
-    at.file_uploader(key="upload").set_value(("broken.tif", b"this is not a tiff", "image/tiff")).run()
+    at.file_uploader(key="upload_0").set_value(("broken.tif", b"this is not a tiff", "image/tiff")).run()
     assert not at.exception
     assert any("broken.tif" in e.value for e in at.error)
     assert metric(at, "Objects") == before
@@ -147,7 +147,7 @@ def test_constant_image_upload_is_refused_with_a_reason():
     tifffile.imwrite(buf, np.full((64, 64), 1000, np.uint16))
     at = run_app()
     before = metric(at, "Objects")
-    at.file_uploader(key="upload").set_value(("flat.tif", buf.getvalue(), "image/tiff")).run()
+    at.file_uploader(key="upload_0").set_value(("flat.tif", buf.getvalue(), "image/tiff")).run()
     assert not at.exception
     assert any("flat.tif" in e.value and "1000" in e.value for e in at.error)
     assert metric(at, "Objects") == before
@@ -159,8 +159,22 @@ def test_dark_background_image_suggests_dark_objects():
     buf = io.BytesIO()
     tifffile.imwrite(buf, inverted)
     at = run_app()
-    at.file_uploader(key="upload").set_value(("inverted.tif", buf.getvalue(), "image/tiff")).run()
+    at.file_uploader(key="upload_0").set_value(("inverted.tif", buf.getvalue(), "image/tiff")).run()
     assert not at.exception
     assert any("darker" in w.value for w in at.warning)
     at.sidebar.radio(key="w_objects").set_value("dark").run()
     assert not any("darker" in w.value for w in at.warning)
+
+
+def test_new_image_starts_unzoomed_and_sample_button_empties_the_uploader():
+    data, _ = _two_channel_tiff()
+    at = run_app()
+    at.select_slider(key="zoom").set_value(4).run()
+    at.file_uploader(key="upload_0").set_value(("cells.tif", data, "image/tiff")).run()
+    assert not at.exception
+    assert at.select_slider(key="zoom").value == 1
+    use_sample = next(b for b in at.button if b.label == "Use sample image")
+    use_sample.click().run()
+    assert not at.exception
+    assert "sample_nuclei.tif" in " ".join(c.value for c in at.caption)
+    assert at.file_uploader(key="upload_1").value is None  # a fresh, empty uploader

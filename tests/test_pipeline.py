@@ -9,6 +9,7 @@ import tifffile
 from scipy import ndimage as ndi
 from skimage.feature import peak_local_max
 from skimage.filters import gaussian, threshold_otsu
+from skimage import measure
 from skimage.measure import label
 from skimage.morphology import closing, disk, remove_small_objects
 from skimage.segmentation import watershed
@@ -169,3 +170,13 @@ def test_split_with_cache_equals_plain_calls(path):
         np.testing.assert_array_equal(with_cache.distance, distance)
         np.testing.assert_array_equal(split_objects(mask, p).labels, expected)
     assert any(k[0] == "edt" for k in cache)
+
+
+def test_objects_dropped_for_want_of_a_seed_are_counted_and_reported(sample):
+    result = segment(sample, Params())  # the course's recipe drops unseeded objects
+    dropped = measure.label(result.mask & (result.labels == 0)).max()
+    assert result.summary["dropped_without_seed"] == dropped > 0
+    assert any(f"{dropped} objects" in w and "Keep objects without a seed" in w for w in result.warnings)
+    kept = segment(sample, Params(keep_unseeded=True))
+    assert kept.summary["dropped_without_seed"] == 0
+    assert kept.count == result.count + dropped
