@@ -42,7 +42,7 @@ from segmentation.export import csv_bytes, labels_tiff, mask_tiff, overlay_png, 
 from segmentation.io import ImageReadError
 from segmentation.params import Params
 
-VIEW_SIDE = 700  # px per view sent to the browser (four side by side)
+VIEW_SIDE = 560  # px per view sent to the browser (four side by side, ~280 px wide each)
 LARGE_IMAGE = 4096 * 4096  # above this, offer a downsampled working copy
 
 
