@@ -17,6 +17,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import segmentation
+from segmentation.compare import FOOTPRINT_RANGE, MIN_DISTANCE_RANGE, SIGMA_RANGE, WINDOW_RANGE
 from segmentation.display import downsample, downsample_factor, png_bytes
 from segmentation.io import ImageInfo, ImageReadError, read_image, select_plane, validate_plane
 from segmentation.filters import filter_image
@@ -323,9 +324,9 @@ def params_sidebar(params: Params, info: ImageInfo, auto_cutoff: float | None, v
     sb.subheader("1 · Filter")
     v["filter"] = _select(sb, "filter", "Filter", FILTERS, params.filter)
     if v["filter"] == "gaussian":
-        v["sigma"] = _slider(sb, "sigma", "Sigma (px)", 0.0, 10.0, float(params.sigma), 0.1)
+        v["sigma"] = _slider(sb, "sigma", "Sigma (px)", 0.0, SIGMA_RANGE[1], float(params.sigma), 0.1)
     elif v["filter"] in ("mean", "median"):
-        v["filter_size"] = _slider(sb, "filter_size", "Kernel size (px)", 1, 31, int(params.filter_size), 1)
+        v["filter_size"] = _slider(sb, "filter_size", "Kernel size (px)", *WINDOW_RANGE, int(params.filter_size), 1)
     with sb.expander("Advanced: background subtraction"):
         v["background"] = _select(st, "background", "Background", BACKGROUNDS, params.background)
         if v["background"] != "none":
@@ -370,8 +371,8 @@ def params_sidebar(params: Params, info: ImageInfo, auto_cutoff: float | None, v
         # the seed method is chosen under Advanced (drawn below) but decides the sliders shown here
         seed_method = st.session_state.get(WIDGET_PREFIX + "seed_method", params.seed_method)
         if seed_method == "peak_local_max":
-            v["footprint"] = _slider(sb, "footprint", "Footprint (px)", 1, 101, int(params.footprint), 1)
-            v["min_distance"] = _slider(sb, "min_distance", "min_distance (px)", 1, 100, int(params.min_distance), 1)
+            v["footprint"] = _slider(sb, "footprint", "Footprint (px)", *FOOTPRINT_RANGE, int(params.footprint), 1)
+            v["min_distance"] = _slider(sb, "min_distance", "min_distance (px)", *MIN_DISTANCE_RANGE, int(params.min_distance), 1)
         else:
             v["h"] = _slider(sb, "h", "h (px)", 0.1, 20.0, float(params.h), 0.1)
         with sb.expander("Advanced: seeds", expanded=params.seed_method != "peak_local_max"):

@@ -93,8 +93,8 @@ DEFAULT_SIGMAS = (1.0, 2.0, 3.0, 5.0)
 DEFAULT_WINDOWS = (3, 5, 9, 15)
 DEFAULT_MIN_DISTANCES = (5, 10, 15, 20)
 DEFAULT_FOOTPRINTS = (15, 25, 35)
-# Ranges the grids accept: those of the Segment page's sliders (pages/common.py),
-# so that an adopted cell shows there unchanged.
+# Ranges the grids accept; the Segment page's sliders (pages/common.py) use the
+# same ones, so that an adopted cell shows there unchanged.
 SIGMA_RANGE = (0.1, 10.0)
 WINDOW_RANGE = (1, 31)
 MIN_DISTANCE_RANGE = (1, 100)
