@@ -295,6 +295,10 @@ def _select(box, field: str, label: str, options, value, radio: bool = False):
     return widget(label, options, key=key, format_func=label_of, help=HELP[field])
 
 
+def _typed_cutoff() -> None:
+    st.session_state[WIDGET_PREFIX + "threshold_value"] = float(st.session_state[WIDGET_PREFIX + "threshold_value_typed"])
+
+
 def params_sidebar(params: Params, info: ImageInfo, auto_cutoff: float | None, value_range: tuple[float, float]) -> dict:
     """Draw one control per Params field, in the course's order; return the chosen values.
 
@@ -342,8 +346,15 @@ def params_sidebar(params: Params, info: ImageInfo, auto_cutoff: float | None, v
         start = params.threshold_value if params.threshold_value is not None else (auto_cutoff or (lo + hi) / 2)
         if integer_like:
             start = float(round(start))  # what the slider can show
-        v["threshold_value"] = float(_slider(sb, "threshold_value", "Cutoff (image units)", float(np.floor(lo)),
-                                             float(np.ceil(hi)), float(start), step, "%.0f" if integer_like else "%.4g"))
+        lo, hi = float(np.floor(lo)), float(np.ceil(hi))
+        v["threshold_value"] = float(_slider(sb, "threshold_value", "Cutoff (image units)", lo, hi, float(start),
+                                             step, "%.0f" if integer_like else "%.4g"))
+        # the same cutoff as a box to type in: it always shows the slider's value
+        typed = WIDGET_PREFIX + "threshold_value_typed"
+        st.session_state[typed] = v["threshold_value"]
+        sb.number_input("…or type the cutoff", min_value=lo, max_value=hi, step=step, key=typed,
+                        format="%.0f" if integer_like else "%.4g", on_change=_typed_cutoff,
+                        help="Type an exact cutoff in the image's units; the slider follows.")
     elif v["threshold_method"] == "local":
         v["block_size"] = _slider(sb, "block_size", "Block size (px, odd)", 3, 301, int(params.block_size), 2)
         v["offset"] = float(sb.number_input("Offset (image units)", key=_seed("offset", float(params.offset)),

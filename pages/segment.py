@@ -320,17 +320,40 @@ def views(result, keys: dict, crop: tuple, contrast: tuple) -> None:
         right.info("Splitting is off: no distance map. Choose 'Watershed' in the sidebar to split touching nuclei.")
 
 
+_FIRST = ["label", "area_um2", "area_px2", "mean_intensity", "integrated_intensity", "circularity",
+          "eccentricity", "solidity", "equivalent_diameter_um", "equivalent_diameter_px"]
+
+
+def _column_order(columns) -> list[str]:
+    """The columns a biologist looks at first, then the rest as in the CSV."""
+    first = [c for c in _FIRST if c in columns]
+    return first + [c for c in columns if c not in first]
+
+
+def _column_title(column: str) -> str:
+    """'area_um2' -> 'Area (µm²)': the CSV column name in words."""
+    units = {"_px2": " (px²)", "_um2": " (µm²)", "_px": " (px)", "_um": " (µm)"}
+    suffix = next((s for s in units if column.endswith(s)), "")
+    words = column[: len(column) - len(suffix)].replace("_", " ")
+    return words[:1].upper() + words[1:] + units.get(suffix, "")
+
+
 def results(result, params: Params, name: str) -> None:
     st.subheader("Measurements")
+    st.caption("One row per nucleus; intensities in the raw image's units. The CSV download has the same columns "
+               "under their short names (area_px2, …).")
     table = result.measurements
     if len(table):
         left, right = st.columns([3, 2])
-        left.dataframe(table, height=320, hide_index=True)
+        left.dataframe(table, height=320, hide_index=True, column_order=_column_order(table.columns),
+                       column_config={c: st.column_config.NumberColumn(_column_title(c), format="%.4g")
+                                      for c in table.columns if c != "label"})
         numeric = [c for c in table.columns if c != "label" and pd.api.types.is_numeric_dtype(table[c])]
         default = "area_um2" if "area_um2" in numeric else "area_px2"
-        col = right.selectbox("Histogram of", numeric, index=numeric.index(default), key="measure_hist")
+        col = right.selectbox("Histogram of", numeric, index=numeric.index(default), key="measure_hist",
+                              format_func=_column_title)
         fig = go.Figure(go.Histogram(x=table[col], nbinsx=30, marker_color="#6c8ebf"))
-        fig.update_layout(height=280, margin=dict(l=10, r=10, t=10, b=10), xaxis_title=col, yaxis_title="objects",
+        fig.update_layout(height=280, margin=dict(l=10, r=10, t=10, b=10), xaxis_title=_column_title(col), yaxis_title="objects",
                           bargap=0.05)
         right.plotly_chart(fig, key="measure_histogram", config={"displayModeBar": False})
     else:

@@ -76,6 +76,10 @@ def test_manual_cutoff_follows_the_slider():
     assert histogram_spec(at)["layout"]["shapes"][0]["x0"] == 80.0
     expected = segment(load_plane(SAMPLE)[0], Params(threshold_method="manual", threshold_value=80.0))
     assert int(metric(at, "Objects")) == expected.count
+    at.sidebar.number_input(key="w_threshold_value_typed").set_value(63.0).run()  # typed instead
+    assert not at.exception
+    assert float(metric(at, "Threshold")) == 63.0
+    assert at.sidebar.slider(key="w_threshold_value").value == 63.0
 
 
 def test_settings_json_round_trip_restores_the_result():
