@@ -492,6 +492,7 @@ def results_table(summary: pd.DataFrame, flags: pd.Series) -> None:
     if summary["mean_area_um2"].notna().any():
         table["Mean area (µm²)"] = summary["mean_area_um2"]
     table["Foreground (%)"] = summary["foreground_fraction"] * 100
+    table["Dropped (no seed)"] = summary["dropped_without_seed"]
     notes, warnings = _text(summary["reason"]), _text(summary["warnings"])
     table["Notes"] = np.where(notes != "", notes, warnings)
 
@@ -512,6 +513,9 @@ def results_table(summary: pd.DataFrame, flags: pd.Series) -> None:
             "Mean area (px²)": st.column_config.NumberColumn(format="%.0f"),
             "Mean area (µm²)": st.column_config.NumberColumn(format="%.1f"),
             "Foreground (%)": st.column_config.NumberColumn(format="%.1f"),
+            "Dropped (no seed)": st.column_config.NumberColumn(
+                format="%d", help="Objects the watershed dropped because no seed was found in them (often "
+                                  "nuclei at the border); 'Keep objects without a seed' on the Segment page keeps them"),
             "Notes": st.column_config.TextColumn(width="large", help="Why a file failed, or warnings"),
         },
     )
