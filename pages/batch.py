@@ -495,6 +495,8 @@ def results_table(summary: pd.DataFrame, flags: pd.Series) -> None:
     table["Dropped (no seed)"] = summary["dropped_without_seed"]
     notes, warnings = _text(summary["reason"]), _text(summary["warnings"])
     table["Notes"] = np.where(notes != "", notes, warnings)
+    # numbers first, then the words (which are long and may run off the right edge)
+    table = table[[c for c in table.columns if c not in ("Check", "Notes")] + ["Check", "Notes"]]
 
     def shade(row: pd.Series) -> list[str]:
         colour = ("background-color: rgba(255, 75, 75, 0.12)" if row["Status"] == STATUS_WORDS["failed"]
@@ -505,15 +507,16 @@ def results_table(summary: pd.DataFrame, flags: pd.Series) -> None:
         table.style.apply(shade, axis=1), hide_index=True, key="batch_table", placeholder="–",
         height=min(38 + 35 * len(table), 420),
         column_config={
-            "Image": st.column_config.TextColumn(width=240),
+            "Image": st.column_config.TextColumn(width=220),
             "Status": st.column_config.TextColumn(width=85),
-            "Check": st.column_config.TextColumn(width=250, help="Why this image looks unlike the others"),
+            "Check": st.column_config.TextColumn(width=200, help="Why this image looks unlike the others"),
             "Cutoff": st.column_config.NumberColumn(format="%.4g", help="Threshold used, in image units"),
             "Nuclei": st.column_config.NumberColumn(format="%d"),
             "Mean area (px²)": st.column_config.NumberColumn(format="%.0f"),
             "Mean area (µm²)": st.column_config.NumberColumn(format="%.1f"),
             "Foreground (%)": st.column_config.NumberColumn(format="%.1f"),
             "Dropped (no seed)": st.column_config.NumberColumn(
+                "No seed",
                 format="%d", help="Objects the watershed dropped because no seed was found in them (often "
                                   "nuclei at the border); 'Keep objects without a seed' on the Segment page keeps them"),
             "Notes": st.column_config.TextColumn(width="large", help="Why a file failed, or warnings"),
