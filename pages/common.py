@@ -18,7 +18,6 @@ import streamlit as st
 
 import segmentation
 from segmentation.compare import FOOTPRINT_RANGE, MIN_DISTANCE_RANGE, SIGMA_RANGE, WINDOW_RANGE
-from segmentation.display import downsample, downsample_factor, png_bytes
 from segmentation.io import ImageInfo, ImageReadError, read_image, select_plane, validate_plane
 from segmentation.filters import filter_image
 from segmentation.pipeline import Result, finish, label_objects
@@ -29,7 +28,6 @@ from segmentation.params import BACKGROUNDS, FILTERS, HELP, SEED_METHODS, SPLIT_
 
 SAMPLE_PATH = Path(segmentation.__file__).parent / "data" / "sample_nuclei.tif"
 SAMPLE_NAME = "sample_nuclei.tif"
-DISPLAY_SIDE = 1000  # longest side of images sent to the browser
 WIDGET_PREFIX = "w_"  # sidebar widget keys are WIDGET_PREFIX + Params field name
 
 
@@ -150,11 +148,6 @@ def current_image(params: Params | None = None) -> CurrentImage:
 
 
 # --- pictures -------------------------------------------------------------------
-
-
-def display_png(image: np.ndarray, max_side: int = DISPLAY_SIDE) -> bytes:
-    """A uint8 grey/RGB picture, downsampled to at most `max_side`, as PNG bytes."""
-    return png_bytes(downsample(image, downsample_factor(image.shape, max_side)))
 
 
 def histogram_counts(image: np.ndarray, bins: int = 256) -> tuple[np.ndarray, np.ndarray]:

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from .display import outline_overlay
+from .display import outline_overlay, stretch_between
 from .errors import SegmentationError
 from .filters import filter_image
 from .params import AUTO_THRESHOLD_METHODS, Params
@@ -477,18 +477,6 @@ def enlarge(image: np.ndarray, factor: int) -> np.ndarray:
     if factor <= 1:
         return image
     return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
-
-
-def stretch_between(image: np.ndarray, low: float, high: float) -> np.ndarray:
-    """Map `low`..`high` to 0..255 (uint8), clipping outside.
-
-    >>> stretch_between(np.array([[0, 5, 10, 20]]), 0, 10).tolist()
-    [[0, 127, 255, 255]]
-    """
-    if high <= low:
-        high = low + 1
-    out = np.clip((np.asarray(image, dtype=np.float32) - low) / (high - low), 0, 1) * 255
-    return out.astype(np.uint8)
 
 
 def split_lines(labels: np.ndarray) -> np.ndarray:

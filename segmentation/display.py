@@ -16,6 +16,7 @@ __all__ = [
     "downsample_factor",
     "downsample",
     "stretch",
+    "stretch_between",
     "label_colors",
     "colorize_labels",
     "outline_overlay",
@@ -54,9 +55,18 @@ def stretch(image: np.ndarray, low: float = 0.5, high: float = 99.5) -> np.ndarr
     img = np.asarray(image, dtype=np.float32)
     step = max(1, int(np.sqrt(img.size / 1_000_000)))  # percentiles of ~1 M pixels are plenty
     lo, hi = np.percentile(img[::step, ::step], [low, high])
-    if hi <= lo:
-        hi = lo + 1
-    out = np.clip((img - lo) / (hi - lo), 0, 1) * 255
+    return stretch_between(img, lo, hi)
+
+
+def stretch_between(image: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Map intensities `low`..`high` to 0..255 (uint8), clipping outside.
+
+    >>> stretch_between(np.array([[0, 5, 10, 20]]), 0, 10).tolist()
+    [[0, 127, 255, 255]]
+    """
+    if high <= low:
+        high = low + 1
+    out = np.clip((np.asarray(image, dtype=np.float32) - low) / (high - low), 0, 1) * 255
     return out.astype(np.uint8)
 
 
