@@ -541,7 +541,7 @@ def _open_enlarged(job: BatchJob, name: str, caption: str) -> None:
                    "border, or without a seed). Full resolution in overlays/ of the zip.")
         with Image.open(io.BytesIO(png)) as im:
             w, h = im.size
-        st.image(png, width=max(200, min(1200, int(ENLARGED_HEIGHT * w / h))))  # whole image on a laptop screen
+        st.image(png, output_format="PNG", width=max(200, min(1200, int(ENLARGED_HEIGHT * w / h))))  # whole image on a laptop screen
 
     enlarged()
 
@@ -576,7 +576,7 @@ def gallery(job: BatchJob, summary: pd.DataFrame, flags: pd.Series) -> None:
         cols = st.columns(GALLERY_COLUMNS)
         for col, name in zip(cols, shown[start:start + GALLERY_COLUMNS]):
             with col:  # button right under the square tile, so buttons line up
-                st.image(job.thumbs[name], width="stretch")
+                st.image(job.thumbs[name], width="stretch", output_format="JPEG")
                 st.button("Enlarge", key=f"batch_enlarge::{name}", icon=":material/zoom_in:",
                           on_click=_request, args=("batch_enlarge_request", name))
                 st.caption(caption(name))

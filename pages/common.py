@@ -21,7 +21,7 @@ from segmentation.compare import FOOTPRINT_RANGE, MIN_DISTANCE_RANGE, SIGMA_RANG
 from segmentation.io import ImageInfo, ImageReadError, read_image, select_plane, validate_plane
 from segmentation.filters import filter_image
 from segmentation.pipeline import Result, finish, label_objects
-from segmentation.refine import refine_mask
+from segmentation.refine import connected_components, refine_mask
 from segmentation.split import SplitResult
 from segmentation.threshold import ThresholdResult, all_auto_thresholds, threshold_image
 from segmentation.params import BACKGROUNDS, FILTERS, HELP, SEED_METHODS, SPLIT_METHODS, THRESHOLD_METHODS, Params
@@ -411,9 +411,17 @@ def _thresholded(key: str, f: tuple, t: tuple, _filtered: np.ndarray, _params: P
     return threshold_image(_filtered, _params)
 
 
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _components(key: str, f: tuple, t: tuple, _binary: np.ndarray) -> np.ndarray:
+    out = connected_components(_binary)
+    out.setflags(write=False)
+    return out
+
+
 @st.cache_resource(max_entries=8, show_spinner=False)
 def _refined(key: str, f: tuple, t: tuple, r: tuple, _binary: np.ndarray, _params: Params) -> np.ndarray:
-    return refine_mask(_binary, _params)
+    labels = _components(key, f, t, _binary) if _params.min_size > 1 else None
+    return refine_mask(_binary, _params, labels)
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)

@@ -302,20 +302,25 @@ def histogram(result, params: Params, keys: dict) -> None:
     st.plotly_chart(fig, key="histogram", config={"displayModeBar": False})
 
 
+def _picture(box, png: bytes, caption: str) -> None:
+    # PNG as it is: with "auto", Streamlit decodes and re-encodes every picture as JPEG on every rerun
+    box.image(png, caption=caption, width="stretch", output_format="PNG")
+
+
 def views(result, keys: dict, crop: tuple, contrast: tuple) -> None:
     cols = st.columns(4)
-    cols[0].image(_png_gray((keys["filter"][0], "raw"), crop, contrast, result.image), caption="Raw", width="stretch")
-    cols[1].image(_png_gray(keys["filter"], crop, contrast, result.filtered), caption="Filtered", width="stretch")
-    cols[2].image(_png_mask(keys["refine"], crop, result.mask), caption="Mask (after refinement)", width="stretch")
-    cols[3].image(_png_labels(keys["split"], crop, result.labels), caption=f"Labels ({result.count} objects)", width="stretch")
+    _picture(cols[0], _png_gray((keys["filter"][0], "raw"), crop, contrast, result.image), "Raw")
+    _picture(cols[1], _png_gray(keys["filter"], crop, contrast, result.filtered), "Filtered")
+    _picture(cols[2], _png_mask(keys["refine"], crop, result.mask), "Mask (after refinement)")
+    _picture(cols[3], _png_labels(keys["split"], crop, result.labels), f"Labels ({result.count} objects)")
 
     left, right = st.columns(2)
-    left.image(_png_overlay((keys["threshold"], keys["split"]), crop, contrast, result.image, result.labels, result.removed, 1000),
-               caption="Outlines on raw: yellow = objects, magenta = removed (too small/large, border, no seed)",
-               width="stretch")
+    _picture(left, _png_overlay((keys["threshold"], keys["split"]), crop, contrast, result.image, result.labels,
+                                result.removed, 1000),
+             "Outlines on raw: yellow = objects, magenta = removed (too small/large, border, no seed)")
     if result.distance is not None:
-        right.image(_png_distance(keys["split"], crop, result.distance, result.seeds, 1000),
-                    caption=f"Distance map with the {len(result.seeds)} watershed seeds (red)", width="stretch")
+        _picture(right, _png_distance(keys["split"], crop, result.distance, result.seeds, 1000),
+                 f"Distance map with the {len(result.seeds)} watershed seeds (red)")
     else:
         right.info("Splitting is off: no distance map. Choose 'Watershed' in the sidebar to split touching nuclei.")
 

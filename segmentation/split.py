@@ -151,11 +151,11 @@ def find_seeds(distance: np.ndarray, mask: np.ndarray, params: Params) -> tuple[
         coords = coords[np.asarray(mask, dtype=bool)[tuple(coords.T)]]
         peaks = np.zeros(distance.shape, dtype=bool)
         peaks[tuple(coords.T)] = True
-        markers = measure.label(peaks)
+        markers, _ = ndi.label(peaks, structure=np.ones((3, 3)))  # int32: half the memory traffic of int64
         return markers, coords.astype(np.intp)
     if params.seed_method == "h_maxima":
         maxima = h_maxima(distance, params.h) & mask
-        markers = measure.label(maxima)
+        markers, _ = ndi.label(maxima, structure=np.ones((3, 3)))
         if markers.max() == 0:
             return markers, np.empty((0, 2), dtype=np.intp)
         centres = ndi.center_of_mass(maxima, markers, np.arange(1, markers.max() + 1))

@@ -9,7 +9,7 @@ from skimage import measure, morphology, segmentation
 from skimage.filters import gaussian, threshold_otsu
 
 from segmentation.params import Params
-from segmentation.refine import fill_holes, filter_objects, refine_mask, remove_small
+from segmentation.refine import closing, connected_components, fill_holes, filter_objects, opening, refine_mask, remove_small
 
 OFF = dict(min_size=0, closing_radius=0, opening_radius=0, fill_holes=False)
 
@@ -69,6 +69,37 @@ def test_opening_equals_skimage_opening(binary, radius):
     expected = morphology.opening(binary, morphology.disk(radius))
     np.testing.assert_array_equal(out, expected)
     assert (expected != binary).any()
+
+
+def random_masks(n: int = 25, seed: int = 0):
+    """Blobby masks of odd sizes with objects on every edge, holes and thin gaps."""
+    rng = np.random.default_rng(seed)
+    for _ in range(n):
+        noise = rng.random((int(rng.integers(6, 90)), int(rng.integers(6, 90))))
+        yield ndi.gaussian_filter(noise, float(rng.uniform(0.6, 3))) > rng.uniform(0.46, 0.54)
+
+
+@pytest.mark.parametrize("radius", range(1, 8))
+def test_closing_and_opening_equal_skimage_on_random_masks(radius):
+    changed = 0
+    for mask in random_masks():
+        expected_closed = morphology.closing(mask, morphology.disk(radius))
+        expected_opened = morphology.opening(mask, morphology.disk(radius))
+        np.testing.assert_array_equal(closing(mask, radius), expected_closed)
+        np.testing.assert_array_equal(opening(mask, radius), expected_opened)
+        changed += int((expected_closed != mask).any()) + int((expected_opened != mask).any())
+    assert changed > 10, "the masks should give the operations something to do"
+
+
+def test_fill_holes_and_remove_small_with_labels_equal_plain_calls_on_random_masks():
+    for mask in random_masks(seed=1):
+        np.testing.assert_array_equal(fill_holes(mask), ndi.binary_fill_holes(mask))
+        labels = connected_components(mask)
+        assert labels.dtype == np.int32
+        for min_size in (2, 7, 30):
+            expected = morphology.remove_small_objects(mask, max_size=min_size - 1)
+            np.testing.assert_array_equal(remove_small(mask, min_size, labels), expected)
+            np.testing.assert_array_equal(refine_mask(mask, Params(**{**OFF, "min_size": min_size}), labels), expected)
 
 
 @pytest.fixture()

@@ -1,0 +1,102 @@
+"""What a user waits for on the Segment page at 2048x2048 (16-bit), in headless Chromium.
+
+    python benchmarks/browser_bench.py [size] [repeats]
+
+Starts ``streamlit run app.py``, uploads a synthetic 16-bit image, then moves the
+"min size" slider (downstream: refine, split, measure) and the sigma slider
+(upstream: everything) with the keyboard.  For each key press it reports, timed
+inside the page from the key event:
+
+- *count*: the Objects metric shows the new value;
+- *settled*: the script run is over and every picture on the page has loaded.
+
+The plain course recipe on the same image, in the same run, is the baseline.
+Needs Chromium (``/usr/bin/chromium``) and Playwright.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import tifffile
+from playwright.sync_api import expect, sync_playwright
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "tests"))
+from browser import app_server, launch, wait_for_run  # noqa: E402
+from pipeline_bench import best, course_recipe  # noqa: E402
+from synthetic import nuclei_image  # noqa: E402
+
+# Records, in page time, the key press, the first change of the object count and the end of the run.
+WATCH = """() => {
+  const w = window.__bench = {key: null, count: null, done: null, start: null};
+  const value = () => {
+    const m = [...document.querySelectorAll('[data-testid="stMetric"]')].find(e => e.innerText.includes('Objects'));
+    return m ? m.querySelector('[data-testid="stMetricValue"]').innerText : null;
+  };
+  const start = value();
+  document.addEventListener('keydown', () => { if (w.key === null) w.key = performance.now(); }, {capture: true, once: true});
+  const app = document.querySelector('[data-testid="stApp"]');
+  let ran = false;
+  const check = () => {
+    if (w.key === null) return;
+    if (w.count === null && value() !== start) w.count = performance.now();
+    const state = app.getAttribute('data-test-script-state');
+    if (state === 'running' && !ran) { ran = true; w.start = performance.now(); }
+    const imgs = [...document.querySelectorAll('img')];
+    if (ran && state === 'notRunning' && !document.querySelector('[data-testid="stStatusWidget"]')
+        && imgs.every(i => i.complete) && w.done === null) w.done = performance.now();
+  };
+  new MutationObserver(check).observe(document.body, {subtree: true, childList: true, attributes: true, characterData: true});
+  setInterval(check, 5);
+}"""
+
+
+def press(page, slider: str, key: str) -> tuple[float, float | None]:
+    """Press `key` on the slider named `slider`; return (ms to new count, ms to settled)."""
+    page.get_by_role("slider", name=slider).focus()
+    page.evaluate(WATCH)
+    page.keyboard.press(key)
+    page.wait_for_function("() => window.__bench.done !== null", timeout=120_000)
+    time.sleep(0.3)
+    w = page.evaluate("() => window.__bench")
+    count = None if w["count"] is None else w["count"] - w["key"]
+    return w["done"] - w["key"], count
+
+
+def main(size: int = 2048, repeats: int = 5) -> None:
+    img = nuclei_image(size)
+    base = best(lambda: course_recipe(img))
+    with tempfile.TemporaryDirectory() as tmp, app_server() as url, sync_playwright() as p:
+        path = Path(tmp) / "big.tif"
+        tifffile.imwrite(path, img)
+        browser = launch(p)
+        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        page.goto(url)
+        wait_for_run(page, 120_000)
+        page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(path))
+        expect(page.get_by_text("big.tif").first).to_be_visible(timeout=60_000)
+        wait_for_run(page, 120_000)
+        time.sleep(1)
+        rows = {}
+        # each Page Up raises min size by a tenth of its range, removing more nuclei every time
+        rows["min size (downstream)"] = [press(page, "Remove objects smaller than (px)", "PageUp")
+                                         for _ in range(repeats)]
+        rows["sigma (upstream)"] = [press(page, "Sigma (px)", "ArrowRight") for _ in range(repeats)]
+        browser.close()
+    print(f"{size}x{size} uint16; plain course recipe (baseline): {base * 1000:.0f} ms")
+    for name, runs in rows.items():
+        settled = statistics.median(r[0] for r in runs)
+        counts = [r[1] for r in runs if r[1] is not None]
+        shown = f"{statistics.median(counts):5.0f} ms" if counts else "  (count unchanged)"
+        print(f"{name:22s} count shown {shown}   settled {settled:5.0f} ms ({settled / 1000 / base:.2f} x recipe)"
+              f"   runs: {[round(r[0]) for r in runs]}")
+
+
+if __name__ == "__main__":
+    main(*(int(a) for a in sys.argv[1:3]))
