@@ -10,7 +10,6 @@ import io
 
 import numpy as np
 from PIL import Image
-from skimage import segmentation
 
 __all__ = [
     "downsample_factor",
@@ -19,6 +18,7 @@ __all__ = [
     "stretch_between",
     "label_colors",
     "colorize_labels",
+    "inner_boundaries",
     "outline_overlay",
     "png_bytes",
 ]
@@ -82,6 +82,25 @@ def colorize_labels(labels: np.ndarray) -> np.ndarray:
     return label_colors(int(labels.max()))[labels]
 
 
+def inner_boundaries(labels: np.ndarray) -> np.ndarray:
+    """Object pixels with an edge neighbour of another label (or background).
+
+    Same as ``skimage.segmentation.find_boundaries(labels, mode="inner")``,
+    a few times faster.
+
+    >>> inner_boundaries(np.array([[0, 1, 1, 1], [0, 1, 1, 1], [0, 1, 1, 1]])).astype(int).tolist()
+    [[0, 1, 0, 0], [0, 1, 0, 0], [0, 1, 0, 0]]
+    """
+    edge = np.zeros(labels.shape, dtype=bool)
+    down = labels[1:] != labels[:-1]
+    right = labels[:, 1:] != labels[:, :-1]
+    edge[1:] |= down
+    edge[:-1] |= down
+    edge[:, 1:] |= right
+    edge[:, :-1] |= right
+    return edge & (labels != 0)
+
+
 def outline_overlay(
     image_u8: np.ndarray,
     labels: np.ndarray,
@@ -103,8 +122,9 @@ def outline_overlay(
     """
     rgb = np.repeat(image_u8[..., None], 3, axis=2)
     if removed is not None and removed.any():
-        rgb[segmentation.find_boundaries(removed, mode="inner")] = REMOVED_RGB
-    rgb[segmentation.find_boundaries(labels, mode="inner")] = OUTLINE_RGB
+        rgb[inner_boundaries(removed)] = REMOVED_RGB
+    if labels.any():
+        rgb[inner_boundaries(labels)] = OUTLINE_RGB
     if seeds is not None and len(seeds):
         _draw_dots(rgb, seeds, SEED_RGB, seed_radius)
     return rgb

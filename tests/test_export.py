@@ -238,3 +238,12 @@ def test_script_picks_channel_and_max_projection_like_segment(script_runs, sampl
     np.testing.assert_array_equal(
         tifffile.imread(out_dir / "labels" / "two_channel.tif"), segment(sample, PLANE_PARAMS).labels
     )
+
+
+def test_inner_boundaries_equal_find_boundaries(result):
+    from segmentation.display import inner_boundaries
+
+    rng = np.random.default_rng(0)
+    cases = [result.labels, result.removed, rng.integers(0, 4, (37, 53)), np.zeros((5, 6), int)]
+    for labels in cases:
+        np.testing.assert_array_equal(inner_boundaries(labels), find_boundaries(labels, mode="inner"))
