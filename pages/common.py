@@ -20,7 +20,7 @@ import segmentation
 from segmentation.compare import FOOTPRINT_RANGE, MIN_DISTANCE_RANGE, SIGMA_RANGE, WINDOW_RANGE
 from segmentation.io import ImageInfo, ImageReadError, read_image, select_plane, validate_plane
 from segmentation.filters import filter_image
-from segmentation.pipeline import Result, finish, label_objects
+from segmentation.pipeline import Result, finish, label_objects, removed_pixels
 from segmentation.refine import connected_components, refine_mask
 from segmentation.split import SplitResult
 from segmentation.threshold import ThresholdResult, all_auto_thresholds, threshold_image
@@ -444,27 +444,60 @@ def _object_cache(kind: str, image_key: str) -> dict:
     return caches.setdefault(kind, {})
 
 
-def run_cached(image: CurrentImage, params: Params) -> tuple[Result, dict[str, tuple]]:
-    """:func:`segmentation.segment` of the current image, recomputing only changed stages.
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _removed(key: str, f: tuple, t: tuple, mask_digest: str, s: tuple, _binary, _mask, _labels) -> np.ndarray:
+    return removed_pixels(_binary, _mask, _labels)
 
-    Splitting and measuring are keyed on the refined mask itself, so a setting
-    that leaves the mask unchanged (say, a minimum size between two objects'
-    sizes) recomputes nothing after refinement.
 
-    Returns the result and a cache key for each stage's output, for pictures
-    drawn from them.
+@dataclass(frozen=True)
+class Stages:
+    """One image through filter, threshold, refine and split: everything but the measurements.
+
+    ``keys`` holds a cache key for each stage's output, for pictures drawn from them.
+    """
+
+    image: np.ndarray
+    filtered: np.ndarray
+    thresholded: ThresholdResult
+    mask: np.ndarray
+    split: SplitResult
+    removed: np.ndarray
+    keys: dict[str, tuple]
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.split.labels
+
+    @property
+    def count(self) -> int:
+        return int(self.split.labels.max())  # labels are numbered 1..N
+
+
+def run_stages(image: CurrentImage, params: Params) -> Stages:
+    """Filter, threshold, refine and split the current image, recomputing only changed stages.
+
+    Splitting is keyed on the refined mask itself, so a setting that leaves the
+    mask unchanged (say, a minimum size between two objects' sizes) recomputes
+    nothing after refinement.
     """
     k, plane = image.key, image.plane
-    f, t, r, s, m = (params.stage(x) for x in ("filter", "threshold", "refine", "split", "measure"))
+    f, t, r, s = (params.stage(x) for x in ("filter", "threshold", "refine", "split"))
     filtered = _filtered(k, f, plane, params)
     thresholded = _thresholded(k, f, t, filtered, params)
     mask = _refined(k, f, t, r, thresholded.mask, params)
     mask_digest = hashlib.blake2b(mask.view(np.uint8), digest_size=16).hexdigest()
     split = _split(k, mask_digest, s, mask, params, _object_cache("split", k))
-    result = _finished(k, f, t, mask_digest, s, m, (plane, filtered, thresholded, mask, split), params,
-                       _object_cache("measure", k))
-    keys = {"filter": (k, f), "threshold": (k, f, t), "refine": (k, mask_digest), "split": (k, mask_digest, s)}
-    return result, keys
+    removed = _removed(k, f, t, mask_digest, s, thresholded.mask, mask, split.labels)
+    keys = {"image": (k,), "filter": (k, f), "threshold": (k, f, t), "refine": (k, mask_digest),
+            "split": (k, mask_digest, s), "labelled": (k, f, t, mask_digest, s)}
+    return Stages(plane, filtered, thresholded, mask, split, removed, keys)
+
+
+def measure_stages(stages: Stages, params: Params) -> Result:
+    """Measure the objects of `stages` (cached; objects measured before are not measured again)."""
+    k = stages.keys["image"][0]
+    parts = (stages.image, stages.filtered, stages.thresholded, stages.mask, stages.split)
+    return _finished(*stages.keys["labelled"], params.stage("measure"), parts, params, _object_cache("measure", k))
 
 
 @st.cache_data(max_entries=16, show_spinner=False)

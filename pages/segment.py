@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -11,6 +15,7 @@ import streamlit as st
 
 from pages.common import (
     CurrentImage,
+    Stages,
     ImageSource,
     auto_cutoffs,
     image_stats,
@@ -23,7 +28,8 @@ from pages.common import (
     plane_cached,
     params_sidebar,
     read_cached,
-    run_cached,
+    measure_stages,
+    run_stages,
     sample_source,
     set_params,
     set_source,
@@ -120,36 +126,68 @@ def _on_settings_upload() -> None:
 # --- pictures (cached per stage, so a slider only re-encodes what it changed) ----------
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
-def _png_gray(key: tuple, crop: tuple, contrast: tuple, _img: np.ndarray) -> bytes:
-    return png_bytes(stretch(_view(_img, crop), *contrast))
+def _png_gray(img: np.ndarray, crop: tuple, contrast: tuple) -> bytes:
+    return png_bytes(stretch(_view(img, crop), *contrast))
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
-def _png_mask(key: tuple, crop: tuple, _mask: np.ndarray) -> bytes:
-    return png_bytes(_view(_mask, crop).astype(np.uint8) * 255)
+def _png_mask(mask: np.ndarray, crop: tuple) -> bytes:
+    return png_bytes(_view(mask, crop).astype(np.uint8) * 255)
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
-def _png_labels(key: tuple, crop: tuple, _labels: np.ndarray) -> bytes:
-    return png_bytes(colorize_labels(_view(_labels, crop)))
+def _png_labels(labels: np.ndarray, crop: tuple) -> bytes:
+    return png_bytes(colorize_labels(_view(labels, crop)))
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
-def _png_overlay(key: tuple, crop: tuple, contrast: tuple, _image, _labels, _removed, side: int) -> bytes:
-    return png_bytes(outline_overlay(stretch(_view(_image, crop, side), *contrast),
-                                     _view(_labels, crop, side), _view(_removed, crop, side)))
+def _png_overlay(image, labels, removed, crop: tuple, contrast: tuple, side: int) -> bytes:
+    return png_bytes(outline_overlay(stretch(_view(image, crop, side), *contrast),
+                                     _view(labels, crop, side), _view(removed, crop, side)))
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
-def _png_distance(key: tuple, crop: tuple, _distance, _seeds, side: int) -> bytes:
+def _png_distance(distance, seeds, crop: tuple, side: int) -> bytes:
     y0, y1, x0, x1 = crop
     step = downsample_factor((y1 - y0, x1 - x0), side)
-    inside = (_seeds[:, 0] >= y0) & (_seeds[:, 0] < y1) & (_seeds[:, 1] >= x0) & (_seeds[:, 1] < x1)
-    seeds = (_seeds[inside] - [y0, x0]) // step
-    dist = _view(_distance, crop, side)
-    return png_bytes(outline_overlay(stretch(dist, 0, 99.9), np.zeros(dist.shape, np.uint8), seeds=seeds,
+    inside = (seeds[:, 0] >= y0) & (seeds[:, 0] < y1) & (seeds[:, 1] >= x0) & (seeds[:, 1] < x1)
+    dots = (seeds[inside] - [y0, x0]) // step
+    dist = _view(distance, crop, side)
+    return png_bytes(outline_overlay(stretch(dist, 0, 99.9), np.zeros(dist.shape, np.uint8), seeds=dots,
                                      seed_radius=max(2, max(dist.shape) // 150)))
+
+
+class _PictureCache:
+    """PNG bytes by key for all sessions (the newest 64 kept); missing ones are drawn on two threads.
+
+    After a change, three or four pictures are new; NumPy and Pillow's PNG
+    encoder release the GIL, so drawing them side by side halves the wait.
+    """
+
+    def __init__(self, size: int = 64):
+        self._size = size
+        self._store: OrderedDict[tuple, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="pictures")
+
+    def get(self, jobs: dict[str, tuple[tuple, Callable[[], bytes]]]) -> dict[str, bytes]:
+        out: dict[str, bytes] = {}
+        with self._lock:
+            for name, (key, _) in jobs.items():
+                if key in self._store:
+                    self._store.move_to_end(key)
+                    out[name] = self._store[key]
+        missing = {name: job for name, job in jobs.items() if name not in out}
+        futures = {name: self._pool.submit(draw) for name, (_, draw) in missing.items()}
+        for name, future in futures.items():
+            out[name] = future.result()
+        with self._lock:
+            for name, (key, _) in missing.items():
+                self._store[key] = out[name]
+            while len(self._store) > self._size:
+                self._store.popitem(last=False)
+        return out
+
+
+@st.cache_resource(show_spinner=False)
+def _picture_cache() -> _PictureCache:
+    return _PictureCache()
 
 
 def _view(img: np.ndarray, crop: tuple, side: int = VIEW_SIDE) -> np.ndarray:
@@ -244,61 +282,78 @@ def main() -> None:
         slow = f" (rolling ball, radius {params.background_radius:g} px: several seconds)" \
             if params.background == "rolling_ball" else ""
         with st.spinner(f"Segmenting{slow}…", show_time=True):
-            result, keys = run_cached(current, params)
+            stages = run_stages(current, params)
     except (ImageReadError, ValueError) as exc:
         show_error(exc)
         return
-    fstats = image_stats(str(keys["filter"]), result.filtered)
+    fstats = image_stats(str(stages.keys["filter"]), stages.filtered)
     value_range = (fstats["min"], fstats["max"])
     if st.session_state.get("value_range") != value_range and params.threshold_method == "manual":
         st.session_state["value_range"] = value_range
         st.rerun()  # the manual slider's range follows the filtered image
     st.session_state["value_range"] = value_range
     if params.threshold_method != "manual":
-        st.session_state["last_cutoff"] = result.threshold
+        st.session_state["last_cutoff"] = stages.thresholded.value
 
-    for note in result.warnings:
-        st.warning(note, icon="⚠️")
+    # Objects and pictures first; the measurements (slow after an upstream change) fill in below.
+    notes = st.container()
     left, right = st.columns([2, 3], gap="medium")
     with left:
-        metrics(result, params, current.key)
+        area_slot = metrics(stages, params, current.key)
     with right:
-        histogram(result, params, keys)
+        histogram(stages, params)
     crop, contrast = zoom_controls(plane.shape)
-    views(result, keys, crop, contrast)
+    views(stages, crop, contrast)
+    try:
+        result = measure_stages(stages, params)
+    except (ImageReadError, ValueError) as exc:
+        show_error(exc)
+        return
+    with notes:
+        for note in result.warnings:
+            st.warning(note, icon="⚠️")
+    area = result.summary.get("median_area_um2") or result.summary.get("median_area_px2")
+    unit = "µm²" if result.summary.get("median_area_um2") else "px²"
+    area_slot.metric(f"Median area ({unit})", "–" if area is None else (f"{area:,.0f}" if area >= 100 else f"{area:.3g}"))
     results(result, params, src.name)
 
 
-def metrics(result, params: Params, image_key: str) -> None:
+def metrics(stages: Stages, params: Params, image_key: str):
+    """Count, cutoff and foreground share; returns the slot the median area is written into."""
     c1, c2 = st.columns(2)
-    c1.metric("Objects", f"{result.count}")
+    c1.metric("Objects", f"{stages.count}")
     method = "Local" if params.threshold_method == "local" else label_of(params.threshold_method)
-    c2.metric(f"Threshold ({method})", f"{result.threshold:.6g}",
+    c2.metric(f"Threshold ({method})", f"{stages.thresholded.value:.6g}",
               help="In the image's own intensity units." + (" Median of the local cutoffs." if params.threshold_method == "local" else ""))
-    area = result.summary.get("median_area_um2") or result.summary.get("median_area_px2")
-    unit = "µm²" if result.summary.get("median_area_um2") else "px²"
     c3, c4 = st.columns(2)
-    c3.metric(f"Median area ({unit})", "–" if area is None else (f"{area:,.0f}" if area >= 100 else f"{area:.3g}"))
-    c4.metric("Foreground", f"{result.summary['foreground_fraction']:.1%}")
-    stats = image_stats(image_key, result.image)
+    area_slot = c3.empty()
+    area_slot.metric("Median area", "…")
+    c4.metric("Foreground", f"{np.count_nonzero(stages.mask) / stages.mask.size:.1%}")
+    stats = image_stats(image_key, stages.image)
     note = f"{stats['at_max']:.2%} of pixels sit at the maximum value {stats['max']:.6g}"
     if stats["dtype_max"]:
-        note += f" (the {result.image.dtype} ceiling)"
+        note += f" (the {stages.image.dtype} ceiling)"
     st.caption(note + (": check for saturation." if stats["at_max"] > 0.001 else "."))
+    return area_slot
 
 
-def histogram(result, params: Params, keys: dict) -> None:
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _histogram(key: tuple, cutoffs: tuple, log: bool, name: str, _filtered: np.ndarray) -> go.Figure:
+    return histogram_figure(_filtered, dict(cutoffs), log_counts=log, highlight=name, height=260, width_px=480,
+                            cache_key=key)
+
+
+def histogram(stages: Stages, params: Params) -> None:
     c1, c2 = st.columns(2)
     log = c1.toggle("Log counts", value=True, key="hist_log",
                     help="A log scale shows the nuclei's intensities next to the much taller background peak.")
     show_all = c2.toggle("All automatic methods", key="hist_all", help="Draw the cutoff of every automatic method.")
     name = f"{label_of(params.threshold_method)}"
-    cutoffs: dict[str, float | None] = {name: result.threshold}
+    cutoffs: dict[str, float | None] = {name: stages.thresholded.value}
     if show_all:
-        others = auto_cutoffs(keys["filter"], result.filtered)
+        others = auto_cutoffs(stages.keys["filter"], stages.filtered)
         cutoffs.update({label_of(m): v for m, v in others.items() if label_of(m) != name})
-    fig = histogram_figure(result.filtered, cutoffs, log_counts=log, highlight=name, height=260, width_px=480,
-                           cache_key=keys["filter"])
+    fig = _histogram(stages.keys["filter"], tuple(cutoffs.items()), log, name, stages.filtered)
     st.plotly_chart(fig, key="histogram", config={"displayModeBar": False})
 
 
@@ -307,20 +362,29 @@ def _picture(box, png: bytes, caption: str) -> None:
     box.image(png, caption=caption, width="stretch", output_format="PNG")
 
 
-def views(result, keys: dict, crop: tuple, contrast: tuple) -> None:
-    cols = st.columns(4)
-    _picture(cols[0], _png_gray((keys["filter"][0], "raw"), crop, contrast, result.image), "Raw")
-    _picture(cols[1], _png_gray(keys["filter"], crop, contrast, result.filtered), "Filtered")
-    _picture(cols[2], _png_mask(keys["refine"], crop, result.mask), "Mask (after refinement)")
-    _picture(cols[3], _png_labels(keys["split"], crop, result.labels), f"Labels ({result.count} objects)")
+def views(stages: Stages, crop: tuple, contrast: tuple) -> None:
+    k, split = stages.keys, stages.split
+    jobs = {
+        "raw": ((k["image"], "raw", crop, contrast), lambda: _png_gray(stages.image, crop, contrast)),
+        "filtered": ((k["filter"], "filtered", crop, contrast), lambda: _png_gray(stages.filtered, crop, contrast)),
+        "mask": ((k["refine"], "mask", crop), lambda: _png_mask(stages.mask, crop)),
+        "labels": ((k["split"], "labels", crop), lambda: _png_labels(stages.labels, crop)),
+        "overlay": ((k["labelled"], "overlay", crop, contrast),
+                    lambda: _png_overlay(stages.image, stages.labels, stages.removed, crop, contrast, 1000)),
+    }
+    if split.distance is not None:
+        jobs["distance"] = ((k["split"], "distance", crop), lambda: _png_distance(split.distance, split.seeds, crop, 1000))
+    png = _picture_cache().get(jobs)
 
+    cols = st.columns(4)
+    _picture(cols[0], png["raw"], "Raw")
+    _picture(cols[1], png["filtered"], "Filtered")
+    _picture(cols[2], png["mask"], "Mask (after refinement)")
+    _picture(cols[3], png["labels"], f"Labels ({stages.count} objects)")
     left, right = st.columns(2)
-    _picture(left, _png_overlay((keys["threshold"], keys["split"]), crop, contrast, result.image, result.labels,
-                                result.removed, 1000),
-             "Outlines on raw: yellow = objects, magenta = removed (too small/large, border, no seed)")
-    if result.distance is not None:
-        _picture(right, _png_distance(keys["split"], crop, result.distance, result.seeds, 1000),
-                 f"Distance map with the {len(result.seeds)} watershed seeds (red)")
+    _picture(left, png["overlay"], "Outlines on raw: yellow = objects, magenta = removed (too small/large, border, no seed)")
+    if split.distance is not None:
+        _picture(right, png["distance"], f"Distance map with the {len(split.seeds)} watershed seeds (red)")
     else:
         right.info("Splitting is off: no distance map. Choose 'Watershed' in the sidebar to split touching nuclei.")
 

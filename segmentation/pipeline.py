@@ -22,7 +22,7 @@ from .refine import filter_objects, refine_mask
 from .split import SplitResult, split_objects
 from .threshold import ThresholdResult, threshold_image
 
-__all__ = ["Result", "segment", "label_objects", "finish"]
+__all__ = ["Result", "segment", "label_objects", "removed_pixels", "finish"]
 
 # Above this share of foreground pixels the nuclei are probably dark on bright.
 MOSTLY_FOREGROUND = 0.5
@@ -76,8 +76,15 @@ def label_objects(mask: np.ndarray, params: Params, cache: dict | None = None) -
     `cache` is passed on to :func:`~segmentation.split.split_objects`.
     """
     result = split_objects(mask, params, cache=cache)
+    if params.max_size == 0 and not params.exclude_border:
+        return result  # split_objects numbers its labels 1..N already
     labels = filter_objects(result.labels, params.max_size, params.exclude_border)
     return dataclasses.replace(result, labels=labels)
+
+
+def removed_pixels(binary: np.ndarray, mask: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Thresholded (or refined) pixels that ended in no object: the overlay's magenta."""
+    return (binary | mask) & (labels == 0)
 
 
 def finish(
@@ -99,7 +106,7 @@ def finish(
     # whole objects the watershed dropped for want of a seed (the course's recipe does this)
     unseeded_objects = int(measure.label(split.unseeded).max()) if split.unseeded.any() else 0
     summary["dropped_without_seed"] = unseeded_objects
-    removed = (thresholded.mask | mask) & (labels == 0)
+    removed = removed_pixels(thresholded.mask, mask, labels)
     return Result(
         image=image,
         filtered=filtered,

@@ -298,3 +298,13 @@ def test_peak_local_max_markers_equal_label_of_the_peaks(footprint, min_distance
         peaks[tuple(coords.T)] = True
         np.testing.assert_array_equal(markers, measure.label(peaks))
         assert markers.dtype == np.int32 and 0 < markers.max() <= len(coords)  # touching peaks make one seed
+
+
+@pytest.mark.parametrize("params", [*SPLIT_SETTINGS, Params(keep_unseeded=True), Params(split="none")],
+                         ids=lambda p: f"{p.split}-{p.seed_method}-{p.footprint}-{p.min_distance}-{p.keep_unseeded}")
+def test_split_labels_are_numbered_1_to_n_without_gaps(params):
+    # label_objects relies on this to skip renumbering when no object filter is on
+    for seed in range(4):
+        labels = split_objects(touching_disks(seed), params).labels
+        assert labels.dtype == np.uint32
+        np.testing.assert_array_equal(np.unique(labels), np.arange(int(labels.max()) + 1))
