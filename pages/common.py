@@ -20,9 +20,9 @@ import segmentation
 from segmentation.compare import FOOTPRINT_RANGE, MIN_DISTANCE_RANGE, SIGMA_RANGE, WINDOW_RANGE
 from segmentation.io import ImageInfo, ImageReadError, read_image, select_plane, validate_plane
 from segmentation.filters import filter_image
-from segmentation.pipeline import Result, finish, label_objects, removed_pixels
+from segmentation.pipeline import Result, finish, keep_objects, removed_pixels
 from segmentation.refine import connected_components, refine_mask
-from segmentation.split import SplitResult
+from segmentation.split import SplitResult, split_objects
 from segmentation.threshold import ThresholdResult, all_auto_thresholds, threshold_image
 from segmentation.params import BACKGROUNDS, FILTERS, HELP, SEED_METHODS, SPLIT_METHODS, THRESHOLD_METHODS, Params
 
@@ -426,11 +426,16 @@ def _refined(key: str, f: tuple, t: tuple, r: tuple, _binary: np.ndarray, _param
 
 @st.cache_resource(max_entries=8, show_spinner=False)
 def _split(key: str, mask_digest: str, s: tuple, _mask: np.ndarray, _params: Params, _cache: dict) -> SplitResult:
-    return label_objects(_mask, _params, cache=_cache)
+    return split_objects(_mask, _params, cache=_cache)
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
-def _finished(key: str, f: tuple, t: tuple, mask_digest: str, s: tuple, m: tuple, _parts: tuple, _params: Params,
+def _kept(key: str, mask_digest: str, s: tuple, o: tuple, _split: SplitResult, _params: Params) -> SplitResult:
+    return keep_objects(_split, _params)
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _finished(key: str, f: tuple, t: tuple, mask_digest: str, s: tuple, o: tuple, m: tuple, _parts: tuple, _params: Params,
               _measure_cache: dict) -> Result:
     return finish(*_parts, _params, measure_cache=_measure_cache)
 
@@ -478,18 +483,19 @@ def run_stages(image: CurrentImage, params: Params) -> Stages:
 
     Splitting is keyed on the refined mask itself, so a setting that leaves the
     mask unchanged (say, a minimum size between two objects' sizes) recomputes
-    nothing after refinement.
+    nothing after refinement; the object filters (max size, border) run on the
+    split's labels, so toggling them does not split again.
     """
     k, plane = image.key, image.plane
-    f, t, r, s = (params.stage(x) for x in ("filter", "threshold", "refine", "split"))
+    f, t, r, s, o = (params.stage(x) for x in ("filter", "threshold", "refine", "split", "objects"))
     filtered = _filtered(k, f, plane, params)
     thresholded = _thresholded(k, f, t, filtered, params)
     mask = _refined(k, f, t, r, thresholded.mask, params)
     mask_digest = hashlib.blake2b(mask.view(np.uint8), digest_size=16).hexdigest()
-    split = _split(k, mask_digest, s, mask, params, _object_cache("split", k))
-    removed = _removed(k, f, t, mask_digest, s, thresholded.mask, mask, split.labels)
+    split = _kept(k, mask_digest, s, o, _split(k, mask_digest, s, mask, params, _object_cache("split", k)), params)
+    removed = _removed(k, f, t, mask_digest, s + o, thresholded.mask, mask, split.labels)
     keys = {"image": (k,), "filter": (k, f), "threshold": (k, f, t), "refine": (k, mask_digest),
-            "split": (k, mask_digest, s), "labelled": (k, f, t, mask_digest, s)}
+            "seeds": (k, mask_digest, s), "split": (k, mask_digest, s, o), "labelled": (k, f, t, mask_digest, s, o)}
     return Stages(plane, filtered, thresholded, mask, split, removed, keys)
 
 

@@ -373,7 +373,7 @@ def views(stages: Stages, crop: tuple, contrast: tuple) -> None:
                     lambda: _png_overlay(stages.image, stages.labels, stages.removed, crop, contrast, 1000)),
     }
     if split.distance is not None:
-        jobs["distance"] = ((k["split"], "distance", crop), lambda: _png_distance(split.distance, split.seeds, crop, 1000))
+        jobs["distance"] = ((k["seeds"], "distance", crop), lambda: _png_distance(split.distance, split.seeds, crop, 1000))
     png = _picture_cache().get(jobs)
 
     cols = st.columns(4)

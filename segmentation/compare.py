@@ -252,7 +252,7 @@ def cell_key(params: Params) -> tuple:
         (p.block_size, p.offset) if p.threshold_method == "local" else None,
         p.objects,
     )
-    return (background, filt, threshold, p.stage("refine"), p.stage("split"))
+    return (background, filt, threshold, p.stage("refine"), p.stage("split"), p.stage("objects"))
 
 
 def cell_cost(params: Params) -> float:

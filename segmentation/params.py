@@ -46,10 +46,8 @@ STAGE_FIELDS: dict[str, tuple[str, ...]] = {
     "filter": ("background", "background_radius", "filter", "sigma", "filter_size"),
     "threshold": ("threshold_method", "threshold_value", "block_size", "offset", "objects"),
     "refine": ("min_size", "closing_radius", "opening_radius", "fill_holes", "max_hole_size"),
-    "split": (
-        "split", "seed_method", "footprint", "min_distance", "distance_sigma", "h",
-        "keep_unseeded", "max_size", "exclude_border",
-    ),
+    "split": ("split", "seed_method", "footprint", "min_distance", "distance_sigma", "h", "keep_unseeded"),
+    "objects": ("max_size", "exclude_border"),
     "measure": ("pixel_size_um",),
 }
 

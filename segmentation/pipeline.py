@@ -22,7 +22,7 @@ from .refine import filter_objects, refine_mask
 from .split import SplitResult, split_objects
 from .threshold import ThresholdResult, threshold_image
 
-__all__ = ["Result", "segment", "label_objects", "removed_pixels", "finish"]
+__all__ = ["Result", "segment", "label_objects", "keep_objects", "removed_pixels", "finish"]
 
 # Above this share of foreground pixels the nuclei are probably dark on bright.
 MOSTLY_FOREGROUND = 0.5
@@ -75,11 +75,15 @@ def label_objects(mask: np.ndarray, params: Params, cache: dict | None = None) -
 
     `cache` is passed on to :func:`~segmentation.split.split_objects`.
     """
-    result = split_objects(mask, params, cache=cache)
+    return keep_objects(split_objects(mask, params, cache=cache), params)
+
+
+def keep_objects(split: SplitResult, params: Params) -> SplitResult:
+    """Drop the objects larger than ``max_size`` or touching the border, as set in `params`."""
     if params.max_size == 0 and not params.exclude_border:
-        return result  # split_objects numbers its labels 1..N already
-    labels = filter_objects(result.labels, params.max_size, params.exclude_border)
-    return dataclasses.replace(result, labels=labels)
+        return split  # split_objects numbers its labels 1..N already
+    labels = filter_objects(split.labels, params.max_size, params.exclude_border)
+    return dataclasses.replace(split, labels=labels)
 
 
 def removed_pixels(binary: np.ndarray, mask: np.ndarray, labels: np.ndarray) -> np.ndarray:

@@ -182,3 +182,19 @@ def test_new_image_starts_unzoomed_and_sample_button_empties_the_uploader():
     assert not at.exception
     assert "sample_nuclei.tif" in " ".join(c.value for c in at.caption)
     assert at.file_uploader(key="upload_1").value is None  # a fresh, empty uploader
+
+
+def test_object_filters_toggle_without_losing_the_split():
+    # the border filter and max size act on the split's labels: toggling them must
+    # give segment()'s answer each way, on and off again
+    plane = load_plane(SAMPLE)[0]
+    at = run_app()
+    base = int(metric(at, "Objects"))
+    at.sidebar.checkbox(key="w_exclude_border").check().run()
+    assert int(metric(at, "Objects")) == segment(plane, Params(exclude_border=True)).count < base
+    at.sidebar.number_input(key="w_max_size").set_value(600).run()
+    assert int(metric(at, "Objects")) == segment(plane, Params(exclude_border=True, max_size=600)).count
+    at.sidebar.checkbox(key="w_exclude_border").uncheck().run()
+    at.sidebar.number_input(key="w_max_size").set_value(0).run()
+    assert int(metric(at, "Objects")) == base
+    assert not at.exception and not at.error

@@ -181,8 +181,10 @@ def test_stage_key_changes_only_for_its_own_fields():
     a = Params()
     b = a.replace(min_distance=5)
     assert a.stage("split") != b.stage("split")
-    for stage in ("plane", "filter", "threshold", "refine", "measure"):
+    for stage in ("plane", "filter", "threshold", "refine", "objects", "measure"):
         assert a.stage(stage) == b.stage(stage)
+    c = a.replace(exclude_border=True)
+    assert a.stage("objects") != c.stage("objects") and a.stage("split") == c.stage("split")
     # usable as a cache key: an equal copy finds the same entry
     assert {a: 1}[Params()] == 1 and b not in {a: 1}
 
