@@ -274,11 +274,15 @@ def _seed(field: str, value) -> str:
     return key
 
 
-def _slider(box, field: str, label: str, lo, hi, value, step=None, fmt=None):
+def _slider(box, field: str, label: str, lo, hi, value, step=None, fmt=None, range_follows_image: bool = False):
     value = min(max(value, lo), hi)
     key = _seed(field, value)
     if not lo <= st.session_state[key] <= hi:  # e.g. a new image with another range
         st.session_state[key] = value
+    elif range_follows_image:
+        # A new range makes a new widget, which the browser would start at its minimum;
+        # setting the value through the session state makes it keep the chosen one.
+        st.session_state[key] = st.session_state[key]
     return box.slider(label, lo, hi, step=step, format=fmt, key=key, help=HELP[field])
 
 
@@ -341,7 +345,7 @@ def params_sidebar(params: Params, info: ImageInfo, auto_cutoff: float | None, v
             start = float(round(start))  # what the slider can show
         lo, hi = float(np.floor(lo)), float(np.ceil(hi))
         v["threshold_value"] = float(_slider(sb, "threshold_value", "Cutoff (image units)", lo, hi, float(start),
-                                             step, "%.0f" if integer_like else "%.4g"))
+                                             step, "%.0f" if integer_like else "%.4g", range_follows_image=True))
         # the same cutoff as a box to type in: it always shows the slider's value
         typed = WIDGET_PREFIX + "threshold_value_typed"
         st.session_state[typed] = v["threshold_value"]

@@ -52,3 +52,32 @@ def test_upload_16bit_tiff_and_move_min_size_slider(streamlit_url, tmp_path):
         assert smaller < expected.count
         assert "Traceback" not in page.content()
         browser.close()
+
+
+@needs_chromium
+def test_manual_cutoff_survives_a_filter_change(streamlit_url):
+    # a new filter gives the cutoff slider a new range; the chosen cutoff must stay
+    plane = tifffile.imread(SAMPLE)
+    with sync_playwright() as p:
+        browser = launch(p)
+        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        page.goto(streamlit_url)
+        wait_for_run(page, 60_000)
+        page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').filter(has_text="Method") \
+            .locator("input").click()
+        page.get_by_role("option", name="Manual").click()
+        wait_for_run(page)
+        box = page.get_by_role("spinbutton", name="…or type the cutoff")
+        box.fill("52")
+        box.press("Enter")
+        wait_for_run(page)
+        expect(box).to_have_value("52")
+        page.get_by_role("slider", name="Sigma (px)").focus()
+        page.keyboard.press("ArrowRight")  # sigma 1.0 -> 1.1
+        wait_for_run(page)
+        expected = segment(plane, Params(threshold_method="manual", threshold_value=52.0, sigma=1.1)).count
+        expect(page.locator('[data-testid="stMetric"]').filter(has_text="Objects")
+               .locator('[data-testid="stMetricValue"]')).to_have_text(str(expected), timeout=30_000)
+        expect(box).to_have_value("52")
+        assert expected > 0
+        browser.close()
