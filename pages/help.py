@@ -47,8 +47,8 @@ nuclear GFP). Each step is a control in the sidebar of the **Segment** page, and
 Automatic threshold methods choose a cutoff per image from its histogram, so the same settings
 give comparable results across images. The settings file (Download → Settings JSON) restores
 every control; the Python script reproduces the segmentation without this app, with plain
-scikit-image calls. The command line runs the same batch: `python -m segmentation FOLDER --out
-results.zip --settings settings.json`.
+scikit-image calls. The command line runs the same batch: `.venv/bin/python -m segmentation FOLDER
+--out results.zip --settings settings.json` (from the folder you installed the app in).
 """
 )
 

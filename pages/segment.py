@@ -149,8 +149,9 @@ def _png_distance(distance, seeds, crop: tuple, side: int) -> bytes:
     inside = (seeds[:, 0] >= y0) & (seeds[:, 0] < y1) & (seeds[:, 1] >= x0) & (seeds[:, 1] < x1)
     dots = (seeds[inside] - [y0, x0]) // step
     dist = _view(distance, crop, side)
+    # dots of 5x5 px where the picture is at full resolution, 3x3 where it is shrunk (nuclei are smaller there)
     return png_bytes(outline_overlay(stretch(dist, 0, 99.9), np.zeros(dist.shape, np.uint8), seeds=dots,
-                                     seed_radius=max(2, max(dist.shape) // 150)))
+                                     seed_radius=2 if step == 1 else 1))
 
 
 class _PictureCache:
@@ -330,7 +331,9 @@ def metrics(stages: Stages, params: Params, image_key: str):
     area_slot.metric("Median area", "…")
     c4.metric("Foreground", f"{np.count_nonzero(stages.mask) / stages.mask.size:.1%}")
     stats = image_stats(image_key, stages.image)
-    note = f"{stats['at_max']:.2%} of pixels sit at the maximum value {stats['max']:.6g}"
+    at_max = round(stats["at_max"] * stages.image.size)
+    pixels = f"{at_max:,} pixels ({stats['at_max']:.2%}) sit" if at_max != 1 else f"1 pixel ({stats['at_max']:.2%}) sits"
+    note = f"{pixels} at the maximum value {stats['max']:.6g}"
     if stats["dtype_max"]:
         note += f" (the {stages.image.dtype} ceiling)"
     st.caption(note + (": check for saturation." if stats["at_max"] > 0.001 else "."))

@@ -99,8 +99,9 @@ HELP: dict[str, str] = {
     ),
     "objects": "Nuclei brighter than the background (fluorescence) or darker (e.g. brightfield).",
     "min_size": (
-        "Objects smaller than this many pixels are removed (debris, noise). Raising it "
-        "removes more small objects, and small nuclei with them."
+        "Blobs of the mask smaller than this many pixels are removed (debris, noise), before "
+        "touching nuclei are split, so a split can still leave smaller pieces (see 'max size' "
+        "for the other end). Raising it removes more small objects, and small nuclei with them."
     ),
     "max_size": (
         "Objects larger than this many pixels are removed (clumps, artefacts). 0 = keep "

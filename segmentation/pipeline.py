@@ -200,7 +200,8 @@ def _warnings(
     elif unseeded_objects:
         lost = float(np.count_nonzero(split.unseeded)) / max(1, np.count_nonzero(mask))
         notes.append(
-            f"{unseeded_objects} object{'s' if unseeded_objects > 1 else ''} ({lost:.0%} of the mask) got no "
+            f"{unseeded_objects} object{'s' if unseeded_objects > 1 else ''} "
+            f"({'under 1%' if lost < 0.005 else f'{lost:.0%}'} of the mask) got no "
             "watershed seed and were dropped (magenta in the overlay; often whole nuclei at the image "
             "border, where peak_local_max looks for no seed). Tick 'Keep objects without a seed' "
             "(Split → Advanced) to keep them."
