@@ -264,7 +264,7 @@ def _flood_object(height: np.ndarray, seeds: np.ndarray, own: np.ndarray) -> np.
     """Watershed of one object, or None when its answer depends on the order of tied seeds."""
     px = np.flatnonzero(seeds)
     values = height.ravel()[px]
-    levels, group, count = np.unique(values, return_inverse=True, return_counts=True)
+    _, group, count = np.unique(values, return_inverse=True, return_counts=True)
     if (count == 1).all():
         return segmentation.watershed(height, seeds, mask=own)
     ties = [px[group == g] for g in np.flatnonzero(count > 1)]
