@@ -33,12 +33,13 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from pages.common import current_image, get_params, label_of, show_error, use_app_navigation
+from pages.common import caches, current_image, get_params, guarded, label_of, run_page
 from segmentation.batch import OUTLIER_FACTOR, BatchInput, BatchReport, ImageOutcome, flag_outliers, run_batch
-from segmentation.filters import filter_image
+from segmentation.display import format_value
+from segmentation.export import layout_markdown, zip_path
 from segmentation.io import IMAGE_SUFFIXES, ImageReadError, is_image_name
 from segmentation.params import Params
-from segmentation.threshold import threshold_image
+from segmentation.stages import run_stages
 
 TEMP_ROOT = Path(tempfile.gettempdir()) / "nuclei-segmentation-batch"
 STALE_AFTER_S = 24 * 3600  # run folders left behind by a crashed server are removed after a day
@@ -164,6 +165,7 @@ class BatchJob:
     total: int
     folder: Path
     stop: threading.Event = field(default_factory=threading.Event)
+    finished: threading.Event = field(default_factory=threading.Event)
     phase: str = "preparing"  # preparing -> running -> finished
     started: float = field(default_factory=time.monotonic)
     run_started: float | None = None
@@ -247,6 +249,7 @@ def _work(job: BatchJob, plan: UploadPlan, data: list[bytes], workers: int | Non
         shutil.rmtree(inputs_dir, ignore_errors=True)
         job.seconds = time.monotonic() - job.started
         job.phase = "finished"
+        job.finished.set()
 
 
 def _remove_stale_runs() -> None:
@@ -280,50 +283,19 @@ def start_job(plan: UploadPlan, files: list, params: Params, cutoff_note: str, w
 
 
 def settings_lines(p: Params) -> list[str]:
-    """The settings in a few words per step, for a compact summary."""
-    lines = []
-    plane = [f"{k} {v}" for k, v in (("channel", p.channel), ("z-slice", p.z), ("time point", p.t)) if v is not None]
-    if plane:
-        lines.append("**Plane**: " + ", ".join(plane).replace("z-slice max", "maximum projection"))
-    if p.background != "none":
-        lines.append(f"**Background**: {label_of(p.background)}, radius {p.background_radius:g} px")
-    filt = {"none": "none", "gaussian": f"Gaussian, sigma {p.sigma:g} px",
-            "mean": f"Mean, {p.filter_size} px", "median": f"Median, {p.filter_size} px"}[p.filter]
-    lines.append(f"**Filter**: {filt}")
-    if p.threshold_method == "manual":
-        thr = f"fixed cutoff {p.threshold_value:g}"
-    elif p.threshold_method == "local":
-        thr = f"local, block {p.block_size} px, offset {p.offset:g}"
-    else:
-        thr = label_of(p.threshold_method)
-    lines.append(f"**Threshold**: {thr}; nuclei {'brighter' if p.objects == 'bright' else 'darker'} than background")
-    refine = [f"remove objects < {p.min_size} px"]
-    if p.closing_radius:
-        refine.append(f"closing {p.closing_radius} px")
-    if p.opening_radius:
-        refine.append(f"opening {p.opening_radius} px")
-    if p.fill_holes:
-        refine.append("fill holes" + (f" up to {p.max_hole_size} px" if p.max_hole_size else ""))
-    if p.max_size:
-        refine.append(f"remove objects > {p.max_size} px")
-    if p.exclude_border:
-        refine.append("remove objects on the border")
-    lines.append("**Refine**: " + ", ".join(refine))
-    if p.split == "none":
-        lines.append("**Split**: off (each connected blob is one object)")
-    elif p.seed_method == "peak_local_max":
-        lines.append(f"**Split**: watershed, footprint {p.footprint} px, min_distance {p.min_distance} px")
-    else:
-        lines.append(f"**Split**: watershed, h-maxima h {p.h:g} px")
-    size = f"{p.pixel_size_um:g} µm" if p.pixel_size_um else "read from each file (px only when unknown)"
-    lines.append(f"**Pixel size**: {size}")
+    """The settings in words, a line per step, the step in bold (every non-default value shows)."""
+    lines = [f"**{step}**:{words}" for step, words in (line.split(":", 1) for line in p.describe())]
+    if p.pixel_size_um is None:
+        lines.append("**Measure**: pixel size read from each file (px only when unknown)")
     return lines
 
 
-@st.cache_data(max_entries=16, show_spinner="Finding the cutoff on the image open on the Segment page…")
-def _preview_cutoff(image_key: str, params_json: str, _plane: np.ndarray) -> float:
-    params = Params.from_json(params_json)
-    return float(threshold_image(filter_image(_plane, params), params).value)
+def _preview_cutoff(params: Params) -> tuple[float, str]:
+    """The cutoff these settings find on the image open on the Segment page, and that image's name."""
+    preview = current_image(params)
+    with st.spinner("Finding the cutoff on the image open on the Segment page…"):
+        stages = run_stages(preview.plane, params, image_key=preview.key, cache=caches().stages)
+    return stages.thresholded.value, preview.source.name
 
 
 def choose_settings() -> tuple[Params | None, str]:
@@ -354,10 +326,10 @@ def choose_settings() -> tuple[Params | None, str]:
 
     method = params.threshold_method
     if method == "manual":
-        return params, f"One fixed cutoff for every image: {params.threshold_value:g} (set by hand)."
+        return params, f"One fixed cutoff for every image: {format_value(params.threshold_value)} (set by hand)."
     if method == "local":
         return params, "Local threshold: each pixel is compared with its neighbourhood, in every image."
-    name = label_of(method)
+    name = label_of("threshold_method", method)
     choice = st.radio(
         "Cutoff between nuclei and background", ["each", "fixed"], key="batch_cutoff",
         format_func={"each": f"{name} on each image: every image gets its own cutoff (listed in the results)",
@@ -369,15 +341,15 @@ def choose_settings() -> tuple[Params | None, str]:
     if choice == "each":
         return params, f"{name} on each image (each image gets its own cutoff)."
     try:
-        preview = current_image(params)
-        value = _preview_cutoff(preview.key, params.to_json(), preview.plane)
+        value, image_name = _preview_cutoff(params)
     except (ImageReadError, ValueError) as exc:
         st.error(f"No cutoff could be found on the image open on the Segment page: {exc}", icon="⚠️")
         return None, ""
-    st.markdown(f"Fixed cutoff: **{value:.6g}** (image units), the {name} cutoff of *{preview.source.name}*, "
-                "the image open on the Segment page, with these settings.")
+    st.markdown(f"Fixed cutoff: **{format_value(value)}** (image units), the {name} cutoff of the image open on "
+                "the Segment page, with these settings:")
+    st.text(image_name)
     return (params.replace(threshold_method="manual", threshold_value=value),
-            f"One fixed cutoff for every image: {value:.6g} ({name} on {preview.source.name}).")
+            f"One fixed cutoff for every image: {format_value(value)} ({name} on the Segment page's image).")
 
 
 # --- the page ---------------------------------------------------------------------------
@@ -454,7 +426,7 @@ def progress_panel() -> None:
                 "Everything done so far stays in the zip.", icon=":material/hourglass_top:")
     else:
         st.button("Stop (keep what is done)", key="batch_stop", icon=":material/stop_circle:",
-                  on_click=job.stop.set)
+                  on_click=guarded(job.stop.set))
 
 
 def _read_summary(job: BatchJob) -> pd.DataFrame | None:
@@ -463,7 +435,7 @@ def _read_summary(job: BatchJob) -> pd.DataFrame | None:
         return job.report.summary
     try:
         with zipfile.ZipFile(job.zip_path) as archive:
-            return pd.read_csv(archive.open("summary.csv"))
+            return pd.read_csv(archive.open(zip_path("summary")))
     except (OSError, KeyError, zipfile.BadZipFile, ValueError):
         return None
 
@@ -533,7 +505,7 @@ def _open_enlarged(job: BatchJob, name: str, caption: str) -> None:
     def enlarged() -> None:
         try:
             with zipfile.ZipFile(job.zip_path) as archive:
-                png = archive.read(f"overlays/{name}.png")
+                png = archive.read(zip_path("overlays", name))
         except (OSError, KeyError, zipfile.BadZipFile):
             st.warning("This image's overlay is no longer available (a newer run replaced the results).")
             return
@@ -640,14 +612,8 @@ def results(job: BatchJob) -> None:
                    + (f" and {len(skipped) - 50} more" if len(skipped) > 50 else "") + ".")
     gallery(job, summary, flags)
     with st.expander("What is in the zip"):
-        st.markdown(
-            "- `labels/` one label image per input (uint32 TIFF: 0 = background, 1…N = one nucleus each)\n"
-            "- `masks/` binary masks (0/255 TIFF) · `overlays/` outlines on the image (PNG)\n"
-            "- `measurements/` one table per image · `measurements.csv` all nuclei, with an *image* column\n"
-            "- `summary.csv` one row per input file · `errors.csv` files that failed, and why\n"
-            "- `settings.json` the settings (load it on this page or the Segment page) · "
-            "`segment.py` a script that reproduces the run · `README.txt`\n\n"
-            "Sub-folder names are kept: `exp1/well_A1/img.tif` gives `labels/exp1/well_A1/img.tif`.")
+        st.markdown(layout_markdown() + "\n\nSub-folder names are kept: `exp1/well_A1/img.tif` gives "
+                    f"`{zip_path('labels', 'exp1/well_A1/img')}`.")
 
 
 def main() -> None:
@@ -689,8 +655,4 @@ def main() -> None:
         results(job)
 
 
-use_app_navigation()
-try:
-    main()
-except Exception as exc:  # noqa: BLE001 - never a traceback for the biologist
-    show_error(exc)
+run_page(main)

@@ -1,50 +1,91 @@
-"""What the pages share: the current image, the current settings, cached stages, pictures.
+"""What the pages share: the current image and settings, the shared caches, the sidebar, the histogram.
 
 The settings live in ``st.session_state["params"]`` (a :class:`Params`), the
 image in ``st.session_state["source"]`` (an :class:`ImageSource`).  Every page
 reads them with :func:`get_params` and :func:`current_image` and writes settings
-back with :func:`set_params`, so a choice made on one page is what the others use.
+back with :func:`set_params`, so a choice made on one page is what the others
+use.  The pipeline itself runs in the library (:func:`segmentation.stages.run_stages`);
+this module only hands it the server's shared :class:`~segmentation.cache.Cache`.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import logging
+import os
+import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
 import segmentation
-from segmentation.compare import FOOTPRINT_RANGE, MIN_DISTANCE_RANGE, SIGMA_RANGE, WINDOW_RANGE
+from segmentation.cache import Cache
+from segmentation.display import format_value, histogram_counts
+from segmentation.errors import SegmentationError
 from segmentation.io import ImageInfo, ImageReadError, read_image, select_plane, validate_plane
-from segmentation.filters import filter_image
-from segmentation.pipeline import Result, finish, keep_objects, removed_pixels
-from segmentation.refine import connected_components, refine_mask
-from segmentation.split import SplitResult, split_objects
-from segmentation.threshold import ThresholdResult, all_auto_thresholds, threshold_image
-from segmentation.params import BACKGROUNDS, FILTERS, HELP, SEED_METHODS, SPLIT_METHODS, THRESHOLD_METHODS, Params
+from segmentation.params import SETTINGS, Params, Setting
 
 SAMPLE_PATH = Path(segmentation.__file__).parent / "data" / "sample_nuclei.tif"
 SAMPLE_NAME = "sample_nuclei.tif"
 WIDGET_PREFIX = "w_"  # sidebar widget keys are WIDGET_PREFIX + Params field name
+_MB = 1 << 20
+# Memory the server keeps for all users together (bytes); NUCLEI_CACHE_MB raises or lowers it.
+CACHE_BYTES = int(os.environ.get("NUCLEI_CACHE_MB", "3072")) * _MB
+log = logging.getLogger("nuclei-segmentation")
 
 
 def use_app_navigation() -> None:
-    """Make sure the page runs inside ``app.py``'s navigation.
+    """Make sure the page runs inside ``app.py``'s navigation.  Call it first on every page.
 
-    Streamlit treats a folder named ``pages/`` as a legacy page folder until
-    ``st.navigation`` has run once in the server process, so the very first
-    visitor who opens e.g. ``/batch`` by URL would get every file of the folder
-    as a page, without the app's layout.  Switch that mode off and run again
-    through ``app.py``.  Call it first on every page.
+    Why: Streamlit treats a folder named ``pages/`` next to the entry point as
+    a legacy page folder until ``st.navigation`` has run once in the server
+    process, so the very first visitor who opens e.g. ``/batch`` by URL would
+    get every file of the folder as a page, without the app's layout.  The
+    folder keeps its agreed name, and Streamlit 1.67 has no public switch for
+    this (``PagesManager.uses_pages_directory`` is what ``st.navigation`` sets),
+    so switch the legacy mode off and run again through ``app.py``.
     """
     from streamlit.runtime.pages_manager import PagesManager
 
     if PagesManager.uses_pages_directory:
         PagesManager.uses_pages_directory = False
         st.rerun()
+
+
+# --- the shared caches ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Caches:
+    """The server's caches, shared by every session and bounded in bytes.
+
+    ``files``: decoded files and planes; ``stages``: the stage runner's results;
+    ``pictures``: PNGs of the views; ``cells``: the Compare page's cells.
+    """
+
+    files: Cache
+    stages: Cache
+    pictures: Cache
+    cells: Cache
+
+
+@st.cache_resource(show_spinner=False)
+def caches() -> Caches:
+    return Caches(
+        files=Cache(CACHE_BYTES // 4),
+        stages=Cache(CACHE_BYTES // 2),
+        pictures=Cache(64 * _MB, workers=2),  # NumPy and Pillow release the GIL: two pictures at once
+        cells=Cache(CACHE_BYTES // 4, workers=2),
+    )
+
+
+# --- the image --------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -61,13 +102,9 @@ def digest_of(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
-@st.cache_data(show_spinner=False)
-def _sample_bytes() -> bytes:
-    return SAMPLE_PATH.read_bytes()
-
-
+@st.cache_resource(show_spinner=False)
 def sample_source() -> ImageSource:
-    data = _sample_bytes()
+    data = SAMPLE_PATH.read_bytes()
     return ImageSource(SAMPLE_NAME, data, digest_of(data), is_sample=True)
 
 
@@ -82,43 +119,18 @@ def set_source(source: ImageSource) -> None:
     st.session_state["source"] = source
 
 
-def get_params() -> Params:
-    """The shared settings (the course's defaults at first)."""
-    if "params" not in st.session_state:
-        st.session_state["params"] = Params()
-    return st.session_state["params"]
+def read_file(source: ImageSource) -> tuple[np.ndarray, ImageInfo]:
+    """The whole file as a read-only TCZYX array, and its info (cached for all sessions)."""
+    return caches().files.get(("file", source.digest), lambda: read_image(source.data, name=source.name))
 
 
-def set_params(params: Params) -> None:
-    """Make `params` the shared settings; the Segment page's sidebar follows.
+def read_plane(source: ImageSource, channel, z, t) -> np.ndarray:
+    """One validated, read-only 2-D plane of the file (cached for all sessions)."""
+    def plane() -> np.ndarray:
+        full, info = read_file(source)
+        return validate_plane(np.ascontiguousarray(select_plane(full, info, channel=channel, z=z, t=t)), source.name)
 
-    Call it from a button callback (``on_click``) or on a page where the
-    sidebar controls are not drawn: widget values cannot change once drawn.
-    """
-    st.session_state["params"] = params
-    for key in [k for k in st.session_state if str(k).startswith(WIDGET_PREFIX)]:
-        del st.session_state[key]
-
-
-# --- cached reading -------------------------------------------------------------
-# Keyed on the file's digest, never on a large array (Streamlit hashes big arrays
-# from a sample and could return a stale result); `_data` is not hashed.
-
-
-@st.cache_resource(max_entries=4, show_spinner=False)
-def read_cached(digest: str, name: str, _data: bytes) -> tuple[np.ndarray, ImageInfo]:
-    data, info = read_image(_data, name=name)
-    data.setflags(write=False)
-    return data, info
-
-
-@st.cache_resource(max_entries=8, show_spinner=False)
-def plane_cached(digest: str, name: str, channel, z, t, _data: bytes) -> np.ndarray:
-    full, info = read_cached(digest, name, _data)
-    plane = np.ascontiguousarray(select_plane(full, info, channel=channel, z=z, t=t))
-    validate_plane(plane, name)
-    plane.setflags(write=False)
-    return plane
+    return caches().files.get(("plane", source.digest, channel, z, t), plane)
 
 
 @dataclass(frozen=True)
@@ -141,32 +153,86 @@ def current_image(params: Params | None = None) -> CurrentImage:
     """
     params = params or get_params()
     src = get_source()
-    _, info = read_cached(src.digest, src.name, src.data)
-    plane = plane_cached(src.digest, src.name, params.channel, params.z, params.t, src.data)
-    key = f"{src.digest}:{params.channel}:{params.z}:{params.t}"
-    return CurrentImage(src, info, plane, key)
+    _, info = read_file(src)
+    plane = read_plane(src, params.channel, params.z, params.t)
+    return CurrentImage(src, info, plane, f"{src.digest}:{params.channel}:{params.z}:{params.t}")
 
 
-# --- pictures -------------------------------------------------------------------
+# --- the settings -----------------------------------------------------------------------
 
 
-def histogram_counts(image: np.ndarray, bins: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel counts and bin edges of `image` (from ~1 M pixels at most), in its own units."""
-    values = np.asarray(image)
-    step = max(1, int(np.sqrt(values.size / 1_000_000)))
-    return np.histogram(values[::step, ::step].ravel(), bins=bins)
+def get_params() -> Params:
+    """The shared settings (the course's defaults at first)."""
+    if "params" not in st.session_state:
+        st.session_state["params"] = Params()
+    return st.session_state["params"]
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
-def _histogram_counts_cached(key: tuple, bins: int, _image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return histogram_counts(_image, bins)
+def set_params(params: Params) -> None:
+    """Make `params` the shared settings; the Segment page's sidebar follows.
+
+    Call it from a button callback (``on_click``) or on a page where the
+    sidebar controls are not drawn: widget values cannot change once drawn.
+    """
+    st.session_state["params"] = params
+    st.session_state.pop("widened", None)
+    for key in [k for k in st.session_state if str(k).startswith(WIDGET_PREFIX)]:
+        del st.session_state[key]
+
+
+# --- errors: a clear message for bad input, never a traceback -----------------------------
+
+EXPECTED = (ImageReadError, SegmentationError, ValueError)
+
+
+def show_error(exc: BaseException) -> None:
+    """A clear message for a problem with the input; for anything else a short note (details go to the log)."""
+    if isinstance(exc, EXPECTED):
+        st.error(str(exc)[:2000], icon="⚠️")
+        return
+    log.error("unexpected error on a page:\n%s", "".join(traceback.format_exception(exc)))
+    st.error(f"Something went wrong on our side ({type(exc).__name__}). Your image and settings are kept: "
+             "try again, or another setting. The details are in the server's log.", icon="⚠️")
+
+
+def guarded(callback: Callable[..., Any]) -> Callable[..., Any]:
+    """A widget callback that never lets an exception reach the user: it is shown on the next run instead."""
+    @functools.wraps(callback)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return callback(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - shown by show_callback_error on this run
+            st.session_state["callback_error"] = exc
+            return None
+
+    return run
+
+
+def show_callback_error() -> None:
+    """Show (once) the error of a callback that ran before this run."""
+    exc = st.session_state.pop("callback_error", None)
+    if exc is not None:
+        show_error(exc)
+
+
+def run_page(main: Callable[[], None]) -> None:
+    """A page's body, under the last line of defence: never a traceback."""
+    use_app_navigation()
+    show_callback_error()
+    try:
+        main()
+    except Exception as exc:  # noqa: BLE001 - the last line of defence
+        show_error(exc)
+
+
+# --- pictures ------------------------------------------------------------------------------
 
 
 def histogram_figure(
     image: np.ndarray,
     cutoffs: dict[str, float | None],
     *,
-    log_counts: bool = False,
+    log_counts: bool = True,
     highlight: str | None = None,
     bins: int = 256,
     height: int = 260,
@@ -189,7 +255,7 @@ def histogram_figure(
     if cache_key is None:
         counts, edges = histogram_counts(image, bins)
     else:
-        counts, edges = _histogram_counts_cached(cache_key, bins, image)
+        counts, edges = caches().stages.get((*cache_key, "histogram", bins), lambda: histogram_counts(image, bins))
     centres = (edges[:-1] + edges[1:]) / 2
     fig = go.Figure(go.Bar(x=centres, y=counts, width=np.diff(edges), marker_color="#6c8ebf",
                            hovertemplate="intensity %{x:.6g}<br>%{y} pixels<extra></extra>"))
@@ -202,8 +268,8 @@ def histogram_figure(
         color = "#d62728" if main else palette[others.index(label) % len(palette)]
         fig.add_vline(
             x=value, line_width=3 if main else 1.5, line_dash="solid" if main else "dash", line_color=color,
-            annotation_text=f"{label} {value:.5g}", annotation_position="top right" if i % 2 == 0 else "top left",
-            annotation_font_color=color,
+            annotation_text=f"{label} {format_value(value)}",
+            annotation_position="top right" if i % 2 == 0 else "top left", annotation_font_color=color,
         )
     fig.update_layout(
         height=height, margin=dict(l=10, r=10, t=30, b=10), bargap=0, showlegend=False,
@@ -231,69 +297,114 @@ def stagger_labels(fig: go.Figure, x_min: float, x_max: float, plot_px: int = 80
                    bgcolor="rgba(255,255,255,0.85)")
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
-def image_stats(key: str, _image: np.ndarray) -> dict:
-    """Minimum, maximum and the share of pixels at the maximum (saturation) of an image."""
-    top = _image.max()
-    return {"min": float(_image.min()), "max": float(top),
-            "at_max": float(np.count_nonzero(_image == top)) / _image.size,
-            "dtype_max": bool(np.issubdtype(_image.dtype, np.integer) and top == np.iinfo(_image.dtype).max)}
+def image_stats(key: Any, image: np.ndarray) -> dict:
+    """Minimum, maximum and the share of pixels at the maximum (saturation) of an image (cached)."""
+    def stats() -> dict:
+        top = image.max()
+        return {"min": float(image.min()), "max": float(top),
+                "at_max": float(np.count_nonzero(image == top)) / image.size,
+                "dtype_max": bool(np.issubdtype(image.dtype, np.integer) and top == np.iinfo(image.dtype).max)}
+
+    return caches().stages.get((key, "stats"), stats)
 
 
-def show_error(exc: Exception) -> None:
-    """A clear message for a problem with the input, never a traceback."""
-    if isinstance(exc, (ImageReadError, ValueError)):
-        st.error(str(exc), icon="⚠️")
-    else:
-        st.error(f"Something went wrong: {type(exc).__name__}: {exc}. Try another setting or image.", icon="⚠️")
+# --- the sidebar that edits Params -----------------------------------------------------------
 
 
-# --- the sidebar that edits Params ---------------------------------------------------
-
-_LABELS = {
-    "none": "None", "mean": "Mean", "gaussian": "Gaussian", "median": "Median",
-    "rolling_ball": "Rolling ball", "tophat": "White top-hat",
-    "manual": "Manual", "otsu": "Otsu", "li": "Li", "triangle": "Triangle", "yen": "Yen",
-    "isodata": "IsoData", "minimum": "Minimum", "local": "Local (adaptive)",
-    "bright": "Brighter than background", "dark": "Darker than background",
-    "watershed": "Watershed (split touching nuclei)", "peak_local_max": "Local maxima (course)",
-    "h_maxima": "h-maxima",
-}
+def label_of(name: str, value: Any) -> str:
+    """The words for one choice of a setting (``label_of('threshold_method', 'otsu') -> 'Otsu'``)."""
+    choices = SETTINGS[name].choices
+    return choices[value].label if choices and value in choices else str(value)
 
 
-def label_of(value) -> str:
-    """Human name of a setting's choice (``'otsu'`` -> ``'Otsu'``)."""
-    return _LABELS.get(value, str(value))
+def _title(spec: Setting) -> str:
+    return f"{spec.label} ({spec.unit})" if spec.unit else spec.label
 
 
-def _seed(field: str, value) -> str:
-    """Widget key of `field`, seeded from the shared settings when absent."""
-    key = WIDGET_PREFIX + field
+def _help(spec: Setting) -> str:
+    if not spec.choices:
+        return spec.help
+    return spec.help + "\n\n" + "\n".join(f"- **{m.label}**: {m.help}" for m in spec.choices.values())
+
+
+def _seed(name: str, value: Any) -> str:
+    """Widget key of setting `name`, seeded from the shared settings when absent."""
+    key = WIDGET_PREFIX + name
     if key not in st.session_state:
         st.session_state[key] = value
     return key
 
 
-def _slider(box, field: str, label: str, lo, hi, value, step=None, fmt=None, range_follows_image: bool = False):
-    value = min(max(value, lo), hi)
-    key = _seed(field, value)
-    if not lo <= st.session_state[key] <= hi:  # e.g. a new image with another range
-        st.session_state[key] = value
-    elif range_follows_image:
-        # A new range makes a new widget, which the browser would start at its minimum;
-        # setting the value through the session state makes it keep the chosen one.
-        st.session_state[key] = st.session_state[key]
-    return box.slider(label, lo, hi, step=step, format=fmt, key=key, help=HELP[field])
+def control(box: Any, name: str, params: Params, *, radio: bool = False) -> Any:
+    """The widget of one setting, as its :class:`Setting` describes it; returns the chosen value.
 
-
-def _select(box, field: str, label: str, options, value, radio: bool = False):
-    key = _seed(field, value)
-    widget = box.radio if radio else box.selectbox
-    return widget(label, options, key=key, format_func=label_of, help=HELP[field])
+    A valid value outside a slider's usual range (e.g. loaded from a settings
+    file) widens the slider, with a note; it is never clamped.
+    """
+    spec = SETTINGS[name]
+    value = getattr(params, name)
+    if spec.kind == "choice":
+        widget = box.radio if radio else box.selectbox
+        return widget(spec.label, list(spec.choices), key=_seed(name, value),
+                      format_func=functools.partial(label_of, name), help=_help(spec))
+    if spec.kind == "bool":
+        return box.checkbox(spec.label, key=_seed(name, value), help=spec.help)
+    if spec.ui is None:
+        kind = int if spec.kind == "int" else float
+        out = box.number_input(_title(spec), min_value=kind(spec.low) if spec.low is not None else None,
+                               max_value=kind(spec.high) if spec.high is not None else None,
+                               key=_seed(name, kind(value)), help=spec.help)
+        return kind(out)
+    kind = int if spec.kind == "int" else float
+    key = _seed(name, kind(value))
+    # once widened, a slider stays so for the session (its range must not jump while it is moved)
+    widened = st.session_state.setdefault("widened", {})
+    lo, hi = spec.slider_range(st.session_state[key])
+    if name in widened:
+        lo, hi = min(lo, widened[name][0]), max(hi, widened[name][1])
+    if (lo, hi) != spec.ui:
+        widened[name] = (lo, hi)
+        st.session_state[key] = st.session_state[key]  # keep the value although the range changed
+    out = box.slider(_title(spec), kind(lo), kind(hi), step=kind(spec.step), key=key, help=spec.help)
+    if (lo, hi) != spec.ui:
+        box.caption(f"Widened from its usual {spec.ui[0]:g}–{spec.ui[1]:g} to fit a loaded value.")
+    return out
 
 
 def _typed_cutoff() -> None:
     st.session_state[WIDGET_PREFIX + "threshold_value"] = float(st.session_state[WIDGET_PREFIX + "threshold_value_typed"])
+
+
+def manual_cutoff(box: Any, params: Params, auto_cutoff: float | None, value_range: tuple[float, float]) -> float:
+    """The manual cutoff: a slider over the filtered image's intensities, and a box to type it.
+
+    A cutoff outside this image's range (tuned on another image) widens the
+    slider and is said so; it is never clamped to the image.
+    """
+    lo, hi = value_range
+    integer_like = hi - lo > 200
+    step = 1.0 if integer_like else max((hi - lo) / 200, 1e-6)
+    start = params.threshold_value if params.threshold_value is not None else (auto_cutoff or (lo + hi) / 2)
+    if integer_like:
+        start = float(round(start))  # what the slider can show
+    key = _seed("threshold_value", float(start))
+    current = float(st.session_state[key])
+    lo, hi = float(np.floor(min(lo, current))), float(np.ceil(max(hi, current)))
+    st.session_state[key] = current  # a new range makes a new widget: keep the chosen value
+    fmt = "%.0f" if integer_like else "%.4g"
+    value = float(box.slider("Cutoff (image units)", lo, hi, step=step, format=fmt, key=key,
+                             help=SETTINGS["threshold_value"].help))
+    if not value_range[0] <= value <= value_range[1]:
+        side = "above every" if value > value_range[1] else "below every"
+        box.warning(f"The cutoff {format_value(value)} is {side} pixel of this image (filtered: "
+                    f"{format_value(value_range[0])} – {format_value(value_range[1])}), so "
+                    f"{'no' if side.startswith('above') else 'every'} pixel passes. It was probably set on "
+                    "another image: pick an automatic method or move the slider.", icon="⚠️")
+    typed = WIDGET_PREFIX + "threshold_value_typed"
+    st.session_state[typed] = value
+    box.number_input("…or type the cutoff", min_value=lo, max_value=hi, step=step, key=typed, format=fmt,
+                     on_change=guarded(_typed_cutoff), help="Type an exact cutoff in the image's units; the slider follows.")
+    return value
 
 
 def params_sidebar(params: Params, info: ImageInfo, auto_cutoff: float | None, value_range: tuple[float, float]) -> dict:
@@ -313,204 +424,70 @@ def params_sidebar(params: Params, info: ImageInfo, auto_cutoff: float | None, v
         sb.subheader("Image plane")
         if info.n_c > 1:
             v["channel"] = sb.selectbox("Channel", list(range(info.n_c)), key=_seed("channel", params.channel or 0),
-                                        help=HELP["channel"])
+                                        help=SETTINGS["channel"].help)
         if info.n_z > 1:
             z_opts = ["max", *range(info.n_z)]
             v["z"] = sb.selectbox("Z-slice", z_opts, key=_seed("z", "max" if params.z is None else params.z),
                                   format_func=lambda z: "Maximum projection" if z == "max" else f"slice {z}",
-                                  help=HELP["z"])
+                                  help=SETTINGS["z"].help)
         if info.n_t > 1:
-            v["t"] = sb.selectbox("Time point", list(range(info.n_t)), key=_seed("t", params.t or 0), help=HELP["t"])
+            v["t"] = sb.selectbox("Time point", list(range(info.n_t)), key=_seed("t", params.t or 0),
+                                  help=SETTINGS["t"].help)
+
+    def shown(name: str) -> bool:
+        return Params.uses(_Chosen(v), name)
 
     sb.subheader("1 · Filter")
-    v["filter"] = _select(sb, "filter", "Filter", FILTERS, params.filter)
-    if v["filter"] == "gaussian":
-        v["sigma"] = _slider(sb, "sigma", "Sigma (px)", 0.0, SIGMA_RANGE[1], float(params.sigma), 0.1)
-    elif v["filter"] in ("mean", "median"):
-        v["filter_size"] = _slider(sb, "filter_size", "Kernel size (px)", *WINDOW_RANGE, int(params.filter_size), 1)
-    with sb.expander("Advanced: background subtraction"):
-        v["background"] = _select(st, "background", "Background", BACKGROUNDS, params.background)
-        if v["background"] != "none":
-            v["background_radius"] = _slider(st, "background_radius", "Radius (px)", 5.0, 200.0,
-                                             float(params.background_radius), 1.0)
+    v["filter"] = control(sb, "filter", params)
+    for name in ("sigma", "filter_size"):
+        if shown(name):
+            v[name] = control(sb, name, params)
+    with sb.expander("Advanced: background subtraction", expanded=params.background != "none"):
+        v["background"] = control(st, "background", params)
+        if shown("background_radius"):
+            v["background_radius"] = control(st, "background_radius", params)
 
     sb.subheader("2 · Threshold")
-    v["threshold_method"] = _select(sb, "threshold_method", "Method", THRESHOLD_METHODS, params.threshold_method)
-    if v["threshold_method"] == "manual":
-        lo, hi = value_range
-        integer_like = hi - lo > 200
-        step = 1.0 if integer_like else max((hi - lo) / 200, 1e-6)
-        start = params.threshold_value if params.threshold_value is not None else (auto_cutoff or (lo + hi) / 2)
-        if integer_like:
-            start = float(round(start))  # what the slider can show
-        lo, hi = float(np.floor(lo)), float(np.ceil(hi))
-        v["threshold_value"] = float(_slider(sb, "threshold_value", "Cutoff (image units)", lo, hi, float(start),
-                                             step, "%.0f" if integer_like else "%.4g", range_follows_image=True))
-        # the same cutoff as a box to type in: it always shows the slider's value
-        typed = WIDGET_PREFIX + "threshold_value_typed"
-        st.session_state[typed] = v["threshold_value"]
-        sb.number_input("…or type the cutoff", min_value=lo, max_value=hi, step=step, key=typed,
-                        format="%.0f" if integer_like else "%.4g", on_change=_typed_cutoff,
-                        help="Type an exact cutoff in the image's units; the slider follows.")
-    elif v["threshold_method"] == "local":
-        v["block_size"] = _slider(sb, "block_size", "Block size (px, odd)", 3, 301, int(params.block_size), 2)
-        v["offset"] = float(sb.number_input("Offset (image units)", key=_seed("offset", float(params.offset)),
-                                            help=HELP["offset"]))
-    v["objects"] = _select(sb, "objects", "Nuclei are", ("bright", "dark"), params.objects, radio=True)
+    v["threshold_method"] = control(sb, "threshold_method", params)
+    if shown("threshold_value"):
+        v["threshold_value"] = manual_cutoff(sb, params, auto_cutoff, value_range)
+    if shown("block_size"):
+        v["block_size"] = control(sb, "block_size", params)
+        v["offset"] = control(sb, "offset", params)
+    v["objects"] = control(sb, "objects", params, radio=True)
 
     sb.subheader("3 · Refine")
-    v["min_size"] = _slider(sb, "min_size", "Remove objects smaller than (px)", 0, 2000, int(params.min_size), 1)
-    v["closing_radius"] = _slider(sb, "closing_radius", "Closing radius (px)", 0, 10, int(params.closing_radius), 1)
-    v["fill_holes"] = sb.checkbox("Fill holes", key=_seed("fill_holes", params.fill_holes), help=HELP["fill_holes"])
-    v["exclude_border"] = sb.checkbox("Remove objects touching the border",
-                                      key=_seed("exclude_border", params.exclude_border), help=HELP["exclude_border"])
+    for name in ("min_size", "closing_radius", "fill_holes", "exclude_border"):
+        v[name] = control(sb, name, params)
     with sb.expander("Advanced: refine"):
-        v["opening_radius"] = _slider(st, "opening_radius", "Opening radius (px)", 0, 10, int(params.opening_radius), 1)
-        if v["fill_holes"]:
-            v["max_hole_size"] = int(st.number_input("Largest hole to fill (px, 0 = all)", min_value=0,
-                                                     key=_seed("max_hole_size", int(params.max_hole_size)),
-                                                     help=HELP["max_hole_size"]))
-        v["max_size"] = int(st.number_input("Remove objects larger than (px, 0 = keep all)", min_value=0,
-                                            key=_seed("max_size", int(params.max_size)), help=HELP["max_size"]))
+        v["opening_radius"] = control(st, "opening_radius", params)
+        if shown("max_hole_size"):
+            v["max_hole_size"] = control(st, "max_hole_size", params)
+        v["max_size"] = control(st, "max_size", params)
 
     sb.subheader("4 · Split touching nuclei")
-    v["split"] = _select(sb, "split", "Method", SPLIT_METHODS, params.split, radio=True)
-    if v["split"] == "watershed":
+    v["split"] = control(sb, "split", params, radio=True)
+    if shown("seed_method"):
         # the seed method is chosen under Advanced (drawn below) but decides the sliders shown here
-        seed_method = st.session_state.get(WIDGET_PREFIX + "seed_method", params.seed_method)
-        if seed_method == "peak_local_max":
-            v["footprint"] = _slider(sb, "footprint", "Footprint (px)", *FOOTPRINT_RANGE, int(params.footprint), 1)
-            v["min_distance"] = _slider(sb, "min_distance", "min_distance (px)", *MIN_DISTANCE_RANGE, int(params.min_distance), 1)
-        else:
-            v["h"] = _slider(sb, "h", "h (px)", 0.1, 20.0, float(params.h), 0.1)
+        v["seed_method"] = st.session_state.get(WIDGET_PREFIX + "seed_method", params.seed_method)
+        for name in ("footprint", "min_distance", "h"):
+            if shown(name):
+                v[name] = control(sb, name, params)
         with sb.expander("Advanced: seeds", expanded=params.seed_method != "peak_local_max"):
-            v["seed_method"] = _select(st, "seed_method", "Seeds", SEED_METHODS, params.seed_method)
-            v["distance_sigma"] = _slider(st, "distance_sigma", "Smooth distance map (px)", 0.0, 10.0,
-                                          float(params.distance_sigma), 0.5)
-            v["keep_unseeded"] = st.checkbox("Keep objects without a seed", key=_seed("keep_unseeded", params.keep_unseeded),
-                                             help=HELP["keep_unseeded"])
+            for name in ("seed_method", "distance_sigma", "keep_unseeded"):
+                v[name] = control(st, name, params)
 
     sb.subheader("5 · Measure")
-    size = sb.number_input("Pixel size (µm, 0 = unknown)", min_value=0.0, step=0.01, format="%.4f",
-                           key=_seed("pixel_size_um", float(params.pixel_size_um or 0.0)), help=HELP["pixel_size_um"])
+    spec = SETTINGS["pixel_size_um"]
+    size = sb.number_input(f"{spec.label} (µm, 0 = unknown)", min_value=0.0, max_value=float(spec.high), step=0.01,
+                           format="%.4f", key=_seed("pixel_size_um", float(params.pixel_size_um or 0.0)),
+                           help=spec.help)
     v["pixel_size_um"] = float(size) or None
     return v
 
 
-# --- cached pipeline stages --------------------------------------------------------
-# Each stage is keyed on the image key and the settings of itself and the stages
-# upstream of it, so a change recomputes only what it affects.  The arrays travel
-# as unhashed `_` arguments.
+class _Chosen:
+    """The values chosen so far, read like Params (for :meth:`Params.uses`)."""
 
-
-@st.cache_resource(max_entries=6, show_spinner=False)
-def _filtered(key: str, f: tuple, _plane: np.ndarray, _params: Params) -> np.ndarray:
-    out = filter_image(_plane, _params)
-    out.setflags(write=False)
-    return out
-
-
-@st.cache_resource(max_entries=8, show_spinner=False)
-def _thresholded(key: str, f: tuple, t: tuple, _filtered: np.ndarray, _params: Params) -> ThresholdResult:
-    return threshold_image(_filtered, _params)
-
-
-@st.cache_resource(max_entries=4, show_spinner=False)
-def _components(key: str, f: tuple, t: tuple, _binary: np.ndarray) -> np.ndarray:
-    out = connected_components(_binary)
-    out.setflags(write=False)
-    return out
-
-
-@st.cache_resource(max_entries=8, show_spinner=False)
-def _refined(key: str, f: tuple, t: tuple, r: tuple, _binary: np.ndarray, _params: Params) -> np.ndarray:
-    labels = _components(key, f, t, _binary) if _params.min_size > 1 else None
-    return refine_mask(_binary, _params, labels)
-
-
-@st.cache_resource(max_entries=8, show_spinner=False)
-def _split(key: str, mask_digest: str, s: tuple, _mask: np.ndarray, _params: Params, _cache: dict) -> SplitResult:
-    return split_objects(_mask, _params, cache=_cache)
-
-
-@st.cache_resource(max_entries=8, show_spinner=False)
-def _kept(key: str, mask_digest: str, s: tuple, o: tuple, _split: SplitResult, _params: Params) -> SplitResult:
-    return keep_objects(_split, _params)
-
-
-@st.cache_resource(max_entries=8, show_spinner=False)
-def _finished(key: str, f: tuple, t: tuple, mask_digest: str, s: tuple, o: tuple, m: tuple, _parts: tuple, _params: Params,
-              _measure_cache: dict) -> Result:
-    return finish(*_parts, _params, measure_cache=_measure_cache)
-
-
-def _object_cache(kind: str, image_key: str) -> dict:
-    """This session's per-object results on this image (one image at a time)."""
-    caches = st.session_state.setdefault("object_caches", {})
-    if caches.get("image") != image_key:
-        caches.clear()
-        caches["image"] = image_key
-    return caches.setdefault(kind, {})
-
-
-@st.cache_resource(max_entries=8, show_spinner=False)
-def _removed(key: str, f: tuple, t: tuple, mask_digest: str, s: tuple, _binary, _mask, _labels) -> np.ndarray:
-    return removed_pixels(_binary, _mask, _labels)
-
-
-@dataclass(frozen=True)
-class Stages:
-    """One image through filter, threshold, refine and split: everything but the measurements.
-
-    ``keys`` holds a cache key for each stage's output, for pictures drawn from them.
-    """
-
-    image: np.ndarray
-    filtered: np.ndarray
-    thresholded: ThresholdResult
-    mask: np.ndarray
-    split: SplitResult
-    removed: np.ndarray
-    keys: dict[str, tuple]
-
-    @property
-    def labels(self) -> np.ndarray:
-        return self.split.labels
-
-    @property
-    def count(self) -> int:
-        return int(self.split.labels.max())  # labels are numbered 1..N
-
-
-def run_stages(image: CurrentImage, params: Params) -> Stages:
-    """Filter, threshold, refine and split the current image, recomputing only changed stages.
-
-    Splitting is keyed on the refined mask itself, so a setting that leaves the
-    mask unchanged (say, a minimum size between two objects' sizes) recomputes
-    nothing after refinement; the object filters (max size, border) run on the
-    split's labels, so toggling them does not split again.
-    """
-    k, plane = image.key, image.plane
-    f, t, r, s, o = (params.stage(x) for x in ("filter", "threshold", "refine", "split", "objects"))
-    filtered = _filtered(k, f, plane, params)
-    thresholded = _thresholded(k, f, t, filtered, params)
-    mask = _refined(k, f, t, r, thresholded.mask, params)
-    mask_digest = hashlib.blake2b(mask.view(np.uint8), digest_size=16).hexdigest()
-    split = _kept(k, mask_digest, s, o, _split(k, mask_digest, s, mask, params, _object_cache("split", k)), params)
-    removed = _removed(k, f, t, mask_digest, s + o, thresholded.mask, mask, split.labels)
-    keys = {"image": (k,), "filter": (k, f), "threshold": (k, f, t), "refine": (k, mask_digest),
-            "seeds": (k, mask_digest, s), "split": (k, mask_digest, s, o), "labelled": (k, f, t, mask_digest, s, o)}
-    return Stages(plane, filtered, thresholded, mask, split, removed, keys)
-
-
-def measure_stages(stages: Stages, params: Params) -> Result:
-    """Measure the objects of `stages` (cached; objects measured before are not measured again)."""
-    k = stages.keys["image"][0]
-    parts = (stages.image, stages.filtered, stages.thresholded, stages.mask, stages.split)
-    return _finished(*stages.keys["labelled"], params.stage("measure"), parts, params, _object_cache("measure", k))
-
-
-@st.cache_data(max_entries=16, show_spinner=False)
-def auto_cutoffs(key: tuple, _filtered: np.ndarray) -> dict[str, float | None]:
-    """Every automatic method's cutoff on the filtered image (for the histogram)."""
-    return all_auto_thresholds(_filtered)
+    def __init__(self, values: dict):
+        self.__dict__.update(values)

@@ -9,14 +9,12 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages.common import current_image, get_params, histogram_figure, set_params, show_error, use_app_navigation
+from pages.common import caches, current_image, get_params, guarded, histogram_figure, run_page, set_params
 from segmentation import compare as cmp
-from segmentation.display import downsample_factor
-from segmentation.filters import filter_image
-from segmentation.params import HELP, Params
+from segmentation.display import display_range, downsample_factor, format_value
+from segmentation.params import SETTINGS, Params
+from segmentation.stages import filter_stage
 
-WORKERS = 2  # threads computing cells (scipy's filters release the GIL; measured in benchmarks/compare_bench.py)
-CACHE_BYTES = 1 << 30  # results kept for all users: about 80 cells of a 2048² image
 CELL_SIDE = 384  # crops smaller than this are enlarged with whole pixels, larger ones reduced
 OVERVIEW_SIDE = 320
 COLUMNS = 4
@@ -40,46 +38,41 @@ UI_KEYS = ("cmp_tab", "cmp_view", "cmp_size", "cmp_cx", "cmp_cy", "cmp_sigmas", 
 # --- computing (cached for every user, keyed on the image and the cell's settings) ----
 
 
-@st.cache_resource(show_spinner=False)
-def cell_cache() -> cmp.CellCache:
-    return cmp.CellCache(max_bytes=CACHE_BYTES, workers=WORKERS)
-
-
-@st.cache_resource(max_entries=4, show_spinner=False)
-def _display_range(key: str, _plane: np.ndarray) -> tuple[float, float]:
+def _display_range(image) -> tuple[float, float]:
     """The 0.5 and 99.5 percentiles of the whole plane: one contrast for every crop."""
-    step = max(1, int(np.sqrt(_plane.size / 1_000_000)))
-    lo, hi = np.percentile(_plane[::step, ::step], [0.5, 99.5])
-    return float(lo), float(hi)
+    return caches().stages.get((image.key, "display range"), lambda: display_range(image.plane))
 
 
-@st.cache_resource(max_entries=4, show_spinner=False)
-def _overview_u8(key: str, _plane: np.ndarray) -> tuple[np.ndarray, int]:
-    step = downsample_factor(_plane.shape, OVERVIEW_SIDE)
-    lo, hi = _display_range(key, _plane)
-    return cmp.stretch_between(_plane[::step, ::step], lo, hi), step
+def _overview_u8(image) -> tuple[np.ndarray, int]:
+    step = downsample_factor(image.plane.shape, OVERVIEW_SIDE)
+    small = caches().pictures.get((image.key, "overview", step), lambda: cmp.stretch_between(
+        image.plane[::step, ::step], *_display_range(image)))
+    return small, step
 
 
-def submit(image, cells: list[cmp.Cell], filtered: np.ndarray | None = None) -> list[Future]:
-    """Start the cells not yet known (slowest first); one future per cell, in order."""
-    cache = cell_cache()
+def submit(image, cells: list[cmp.Cell]) -> list[Future]:
+    """Start the cells not yet known (slowest first); one future per cell, in order.
+
+    Cells run the stage runner on the shared stage cache, so the stages they
+    have in common (every threshold cell's filter, say) are computed once.
+    """
     futures: list[Future | None] = [None] * len(cells)
     for i in sorted(range(len(cells)), key=lambda i: -cmp.cell_cost(cells[i].params)):
         p = cells[i].params
-        futures[i] = cache.submit((image.key, cmp.cell_key(p)), cmp.compute_cell, image.plane, p, filtered)
+        futures[i] = caches().cells.submit((image.key, cmp.cell_key(p)), cmp.compute_cell, image.plane, p,
+                                           image.key, caches().stages)
     return futures  # type: ignore[return-value]
 
 
 def show_grid(image, rows: list[cmp.Row], what: str, region: Region, current: Params, key: str, *,
-              filtered: np.ndarray | None = None, show_cutoff: bool = False,
-              notes: dict[str, str] | None = None) -> list[list[cmp.CellResult]]:
+              show_cutoff: bool = False, notes: dict[str, str] | None = None) -> list[list[cmp.CellResult]]:
     """Lay out the grid, then fill each cell as soon as its result is ready.
 
     Cells are computed in the background threads of :func:`cell_cache`; a rerun
     (the user moved a slider) does not lose them: they finish and are kept.
     """
     cells = [c for row in rows for c in row.cells]
-    futures = submit(image, cells, filtered)
+    futures = submit(image, cells)
     progress = st.empty()
     slots = []
     for row in rows:
@@ -113,7 +106,7 @@ def show_grid(image, rows: list[cmp.Row], what: str, region: Region, current: Pa
             bar.progress(n / total, text=f"{what}: {n} of {total} settings ready "
                                          f"({time.perf_counter() - begin:.0f} s; large median windows are the slowest)")
         progress.caption(f"{what}: {total} settings computed in {time.perf_counter() - begin:.1f} s on "
-                         f"{WORKERS} threads, and kept: moving the region or coming back is instant.")
+                         f"{caches().cells.workers} threads, and kept: moving the region or coming back is instant.")
     results = [f.result() for f in futures]
     out, k = [], 0
     for row in rows:
@@ -122,14 +115,10 @@ def show_grid(image, rows: list[cmp.Row], what: str, region: Region, current: Pa
     return out
 
 
-def filtered_image(image, params: Params) -> np.ndarray:
-    """The current filtered image, shared by the threshold and splitting cells."""
-    key = (image.key, "filtered", cmp.cell_key(params)[:2])
-    future = cell_cache().submit(key, filter_image, image.plane, params)
-    if not future.done():
-        with st.spinner("Filtering the image…"):
-            return future.result()
-    return future.result()
+def filtered_image(image, params: Params) -> tuple[np.ndarray, tuple]:
+    """The current filtered image (the threshold histogram's) and its key, from the shared stage cache."""
+    with st.spinner("Filtering the image…"):
+        return filter_stage(image.plane, params, image_key=image.key, cache=caches().stages)
 
 
 # --- pictures -------------------------------------------------------------------------
@@ -144,7 +133,7 @@ class Region:
         side = box[0].stop - box[0].start
         self.enlarge = max(1, CELL_SIDE // side)
         self.reduce = downsample_factor((side, side), 512)
-        lo, hi = _display_range(image.key, image.plane)
+        lo, hi = _display_range(image)
         self.raw_u8 = cmp.stretch_between(image.plane[box], lo, hi)
 
     def blank(self, grey: int = 235) -> np.ndarray:
@@ -173,18 +162,18 @@ def draw_cell(slot, cell: cmp.Cell, result: cmp.CellResult, region: Region, curr
         if result.error:
             st.markdown(f"**{cell.label}**  \nno result")
         else:
-            cutoff = f" · cutoff {result.threshold:.4g}" if show_cutoff else ""
+            cutoff = f" · cutoff {format_value(result.threshold)}" if show_cutoff else ""
             st.markdown(f"**{cell.label}**  \n**{result.count}** nuclei{cutoff}")
         in_use = cell.params == current
         st.button(
             "✓ In use" if in_use else "Use these settings",
             key=key,
-            on_click=set_params,
+            on_click=guarded(set_params),
             args=(cell.params,),
             disabled=in_use or result.error is not None,
             type="secondary",
             width="stretch",
-            help=None if in_use else f"Make {cmp.describe(cell.params)} the settings of every page.",
+            help=None if in_use else "Make these the settings of every page: " + "; ".join(cell.params.describe()),
         )
         if result.error:
             st.caption(result.error)
@@ -199,13 +188,16 @@ def draw_pending(slot, cell: cmp.Cell, region: Region) -> None:
 # --- sections ---------------------------------------------------------------------------
 
 
-def _values(label: str, key: str, default: tuple, col, *, integer: bool, limits: tuple, what: str,
-            help: str, step: float | None = None) -> tuple | None:
+def _values(label: str, key: str, default: tuple, col, *, integer: bool, name: str, what: str) -> tuple | None:
+    """Sizes to compare for setting `name`, typed by the user, within its slider's usual range."""
+    spec = SETTINGS[name]
     if key not in st.session_state:
         st.session_state[key] = ", ".join(f"{v:g}" for v in default)
-    text = col.text_input(label, key=key, help=help)
+    text = col.text_input(label, key=key, help=spec.help, max_chars=200)
     try:
-        return cmp.parse_values(text, integer=integer, low=limits[0], high=limits[1], what=what, step=step)
+        low, high = cmp.grid_ranges(name)
+        return cmp.parse_values(text, integer=integer, low=low, high=high, what=what,
+                                step=None if integer else spec.step)
     except ValueError as exc:
         col.error(str(exc), icon="⚠️")
         return None
@@ -215,10 +207,10 @@ def filter_section(image, params: Params, region: Region) -> None:
     st.markdown("Each row is a noise filter, each column a size: which mask looks most like the nuclei? "
                 "Everything after the filter uses your current settings.")
     c1, c2, _ = st.columns([1, 1, 2])
-    sigmas = _values("Gaussian sigmas (px)", "cmp_sigmas", cmp.DEFAULT_SIGMAS, c1, integer=False,
-                     limits=cmp.SIGMA_RANGE, step=0.1, what="sigmas", help=HELP["sigma"])
+    sigmas = _values("Gaussian sigmas (px)", "cmp_sigmas", cmp.DEFAULT_SIGMAS, c1, integer=False, name="sigma",
+                     what="sigmas")
     windows = _values("Mean and median window sizes (px)", "cmp_windows", cmp.DEFAULT_WINDOWS, c2,
-                      integer=True, limits=cmp.WINDOW_RANGE, what="window sizes", help=HELP["filter_size"])
+                      integer=True, name="filter_size", what="window sizes")
     if sigmas is None or windows is None:
         return
     rows = cmp.filter_grid(params, sigmas, windows)
@@ -228,23 +220,22 @@ def filter_section(image, params: Params, region: Region) -> None:
 
 def threshold_section(image, params: Params, region: Region) -> None:
     st.markdown("Every automatic method on the current filtered image "
-                f"({cmp.describe(params).split(' → ')[0]}). An automatic method picks the cutoff from each "
+                f"({params.describe()[0].split(': ', 1)[1]}). An automatic method picks the cutoff from each "
                 "image's histogram, so the same settings work on the whole experiment.")
-    filtered = filtered_image(image, params)
+    filtered, filter_key = filtered_image(image, params)
     cells = cmp.threshold_cells(params)
     log = st.toggle("Log counts", key="cmp_log", help="Show rare bright pixels as well as the background peak.")
     histogram = st.empty()  # drawn once every cutoff is known
     if params.threshold_method == "local":
         st.info("Your settings use a local threshold; these cells use one cutoff for the whole image.")
     row = cmp.Row("auto", "Automatic thresholds", "cutoff in image units", tuple(cells))
-    (results,) = show_grid(image, [row], "Threshold grid", region, params, "cmp_use_threshold",
-                           filtered=filtered, show_cutoff=True)
+    (results,) = show_grid(image, [row], "Threshold grid", region, params, "cmp_use_threshold", show_cutoff=True)
     cutoffs = {c.label: r.threshold for c, r in zip(cells, results)}
-    highlight = cmp.METHOD_TITLES.get(params.threshold_method)
+    highlight = next((c.label for c in cells if c.params.threshold_method == params.threshold_method), None)
     if params.threshold_method == "manual":
         cutoffs["your cutoff"] = params.threshold_value
         highlight = "your cutoff"
-    fig = histogram_figure(filtered, cutoffs, log_counts=log, highlight=highlight, height=320)
+    fig = histogram_figure(filtered, cutoffs, log_counts=log, highlight=highlight, height=320, cache_key=filter_key)
     histogram.plotly_chart(fig, key="cmp_histogram", config={"displayModeBar": False})
 
 
@@ -257,15 +248,14 @@ def split_section(image, params: Params, region: Region) -> None:
                 "switches splitting to the watershed with peak_local_max seeds.")
     c1, c2, _ = st.columns([1, 1, 2])
     mds = _values("min_distance values (px)", "cmp_min_distances", cmp.DEFAULT_MIN_DISTANCES, c1,
-                  integer=True, limits=cmp.MIN_DISTANCE_RANGE, what="min_distance values", help=HELP["min_distance"])
+                  integer=True, name="min_distance", what="min_distance values")
     fps = _values("Footprint values (px)", "cmp_footprints", cmp.DEFAULT_FOOTPRINTS, c2, integer=True,
-                  limits=cmp.FOOTPRINT_RANGE, what="footprint values", help=HELP["footprint"])
+                  name="footprint", what="footprint values")
     if mds is None or fps is None:
         return
-    filtered = filtered_image(image, params)
     chart = st.empty()  # drawn once every count is known
     rows = cmp.split_grid(params, mds, fps)
-    per_row = show_grid(image, rows, "Splitting sweep", region, params, "cmp_use", filtered=filtered)
+    per_row = show_grid(image, rows, "Splitting sweep", region, params, "cmp_use")
     chart.plotly_chart(count_figure(mds, fps, per_row, params), key="cmp_counts", config={"displayModeBar": False})
 
 
@@ -328,7 +318,7 @@ def region_picker(image) -> tuple[tuple[slice, slice], str]:
         cx = st.slider("Centre x (px)", 0, w - 1, key="cmp_cx", disabled=size >= w)
         cy = st.slider("Centre y (px)", 0, h - 1, key="cmp_cy", disabled=size >= h)
         box = cmp.crop_box((h, w), (cy, cx), size)
-        small, step = _overview_u8(image.key, image.plane)
+        small, step = _overview_u8(image)
         st.image(cmp.overview_picture(small, box, step), output_format="PNG", width="stretch",
                  caption=f"Cyan square: x {box[1].start}–{box[1].stop}, y {box[0].start}–{box[0].stop}")
         st.caption("Every cell segments the whole image (automatic thresholds look at the whole "
@@ -356,28 +346,20 @@ def main() -> None:
     st.write("Try filters, thresholds and seed settings side by side on the same region, "
              "then adopt the best with **Use these settings**: the Segment and Batch pages use it.")
     params = get_params()
-    try:
-        image = current_image(params)
-    except Exception as exc:  # unreadable file or plane: say so, never a traceback
-        show_error(exc)
-        return
+    image = current_image(params)
     _restore_ui()
     box, view = region_picker(image)
     h, w = image.plane.shape
-    st.caption(f"Image: **{image.source.name}**{_plane_text(params)} · {w} × {h} px. "
-               f"Current settings: {cmp.describe(params)}.")
+    st.caption(f"Image: {image.source.name}{_plane_text(params)} · {w} × {h} px. "
+               f"Current settings: {'; '.join(params.describe())}.")
     _clamped("cmp_tab", TABS[0], lambda v: v in TABS)
     tabs = st.tabs(list(TABS), key="cmp_tab", on_change="rerun")
     _save_ui()
-    try:
-        region = Region(image, box, view)
-        for tab, section in zip(tabs, (filter_section, threshold_section, split_section)):
-            if tab.open:
-                with tab:
-                    section(image, params, region)
-    except Exception as exc:
-        show_error(exc)
+    region = Region(image, box, view)
+    for tab, section in zip(tabs, (filter_section, threshold_section, split_section)):
+        if tab.open:
+            with tab:
+                section(image, params, region)
 
 
-use_app_navigation()
-main()
+run_page(main)

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from pages.common import use_app_navigation
-from segmentation.params import HELP
+from segmentation.params import SETTINGS, STAGE_FIELDS, STAGE_TITLES
 
 use_app_navigation()
 
@@ -53,5 +53,11 @@ scikit-image calls. The command line runs the same batch: `.venv/bin/python -m s
 )
 
 with st.expander("Every setting explained"):
-    for name, text in HELP.items():
-        st.markdown(f"**`{name}`** — {text}")
+    for stage, names in STAGE_FIELDS.items():
+        st.markdown(f"#### {STAGE_TITLES[stage]}")
+        for name in names:
+            spec = SETTINGS[name]
+            unit = f" ({spec.unit})" if spec.unit else ""
+            st.markdown(f"**{spec.label}{unit}** (`{name}` in the settings file) — {spec.help}")
+            if spec.choices:
+                st.markdown("\n".join(f"- *{m.label}* (`{key}`): {m.help}" for key, m in spec.choices.items()))

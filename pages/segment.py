@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import threading
-from collections import OrderedDict
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -15,41 +11,48 @@ import streamlit as st
 
 from pages.common import (
     CurrentImage,
-    Stages,
     ImageSource,
-    auto_cutoffs,
-    image_stats,
+    caches,
     current_image,
     digest_of,
+    format_value,
     get_params,
     get_source,
+    guarded,
     histogram_figure,
+    image_stats,
     label_of,
-    plane_cached,
     params_sidebar,
-    read_cached,
-    measure_stages,
-    run_stages,
+    read_file,
+    read_plane,
+    run_page,
     sample_source,
     set_params,
     set_source,
-    show_error,
-    use_app_navigation,
 )
-from segmentation.display import (
-    colorize_labels,
-    downsample,
-    downsample_factor,
-    outline_overlay,
-    png_bytes,
-    stretch,
-)
+from segmentation import display
+from segmentation.display import colorize_labels, downsample, downsample_factor, outline_overlay, png_bytes, stretch
 from segmentation.export import csv_bytes, labels_tiff, mask_tiff, overlay_png, script_text
 from segmentation.io import ImageReadError
 from segmentation.params import Params
+from segmentation.stages import Result, Stages, measure_stages, run_stages
+from segmentation.threshold import all_auto_thresholds
 
 VIEW_SIDE = 560  # px per view sent to the browser (four side by side, ~280 px wide each)
-LARGE_IMAGE = 4096 * 4096  # above this, offer a downsampled working copy
+
+
+@dataclass(frozen=True)
+class View:
+    """What only the screen needs: never part of the settings, never in a download.
+
+    ``scale`` is 2 while tuning on a 2× downsampled working copy of a large
+    image; ``crop`` the region shown (rows y0:y1, columns x0:x1 of the plane
+    worked on); ``contrast`` the display percentiles.
+    """
+
+    scale: int = 1
+    crop: tuple[int, int, int, int] = (0, 0, 0, 0)
+    contrast: tuple[float, float] = (0.1, 99.9)
 
 
 # --- callbacks: run before the script, so they may change the sidebar's state ---------
@@ -74,11 +77,12 @@ def _on_upload() -> None:
     data = file.getvalue()
     source = ImageSource(file.name, data, digest_of(data))
     try:
-        _, info = read_cached(source.digest, source.name, data)
+        _, info = read_file(source)
         params = _plane_defaults(get_params(), info)
-        plane_cached(source.digest, source.name, params.channel, params.z, params.t, data)  # constant? NaN?
-    except ImageReadError as exc:
-        st.session_state["upload_error"] = str(exc)
+        read_plane(source, params.channel, params.z, params.t)  # constant? NaN?
+    except (ImageReadError, MemoryError) as exc:
+        st.session_state["upload_error"] = str(exc) if isinstance(exc, ImageReadError) else (
+            f"Cannot open '{file.name}': it is too large for the memory of this server.")
         return
     set_source(source)
     set_params(params)
@@ -100,11 +104,7 @@ def _use_sample() -> None:
     _forget_view()
     st.session_state["upload_generation"] = st.session_state.get("upload_generation", 0) + 1
     st.session_state.pop("upload_error", None)
-    set_params(_plane_defaults(get_params(), read_cached(*_src_args(sample_source()))[1]))
-
-
-def _src_args(src: ImageSource) -> tuple:
-    return src.digest, src.name, src.data
+    set_params(_plane_defaults(get_params(), read_file(sample_source())[1]))
 
 
 def _reset() -> None:
@@ -126,75 +126,38 @@ def _on_settings_upload() -> None:
 # --- pictures (cached per stage, so a slider only re-encodes what it changed) ----------
 
 
-def _png_gray(img: np.ndarray, crop: tuple, contrast: tuple) -> bytes:
-    return png_bytes(stretch(_view(img, crop), *contrast))
+def _region(img: np.ndarray, view: View, side: int = VIEW_SIDE) -> np.ndarray:
+    y0, y1, x0, x1 = view.crop
+    region = img[y0:y1, x0:x1]
+    return downsample(region, downsample_factor(region.shape, side))
 
 
-def _png_mask(mask: np.ndarray, crop: tuple) -> bytes:
-    return png_bytes(_view(mask, crop).astype(np.uint8) * 255)
+def _png_gray(img: np.ndarray, view: View) -> bytes:
+    return png_bytes(stretch(_region(img, view), *view.contrast))
 
 
-def _png_labels(labels: np.ndarray, crop: tuple) -> bytes:
-    return png_bytes(colorize_labels(_view(labels, crop)))
+def _png_mask(mask: np.ndarray, view: View) -> bytes:
+    return png_bytes(_region(mask, view).astype(np.uint8) * 255)
 
 
-def _png_overlay(image, labels, removed, crop: tuple, contrast: tuple, side: int) -> bytes:
-    return png_bytes(outline_overlay(stretch(_view(image, crop, side), *contrast),
-                                     _view(labels, crop, side), _view(removed, crop, side)))
+def _png_labels(labels: np.ndarray, view: View) -> bytes:
+    return png_bytes(colorize_labels(_region(labels, view)))
 
 
-def _png_distance(distance, seeds, crop: tuple, side: int) -> bytes:
-    y0, y1, x0, x1 = crop
+def _png_overlay(image, labels, removed, view: View, side: int) -> bytes:
+    return png_bytes(outline_overlay(stretch(_region(image, view, side), *view.contrast),
+                                     _region(labels, view, side), _region(removed, view, side)))
+
+
+def _png_distance(distance, seeds, view: View, side: int) -> bytes:
+    y0, y1, x0, x1 = view.crop
     step = downsample_factor((y1 - y0, x1 - x0), side)
     inside = (seeds[:, 0] >= y0) & (seeds[:, 0] < y1) & (seeds[:, 1] >= x0) & (seeds[:, 1] < x1)
     dots = (seeds[inside] - [y0, x0]) // step
-    dist = _view(distance, crop, side)
+    dist = _region(distance, view, side)
     # dots of 5x5 px where the picture is at full resolution, 3x3 where it is shrunk (nuclei are smaller there)
     return png_bytes(outline_overlay(stretch(dist, 0, 99.9), np.zeros(dist.shape, np.uint8), seeds=dots,
                                      seed_radius=2 if step == 1 else 1))
-
-
-class _PictureCache:
-    """PNG bytes by key for all sessions (the newest 64 kept); missing ones are drawn on two threads.
-
-    After a change, three or four pictures are new; NumPy and Pillow's PNG
-    encoder release the GIL, so drawing them side by side halves the wait.
-    """
-
-    def __init__(self, size: int = 64):
-        self._size = size
-        self._store: OrderedDict[tuple, bytes] = OrderedDict()
-        self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="pictures")
-
-    def get(self, jobs: dict[str, tuple[tuple, Callable[[], bytes]]]) -> dict[str, bytes]:
-        out: dict[str, bytes] = {}
-        with self._lock:
-            for name, (key, _) in jobs.items():
-                if key in self._store:
-                    self._store.move_to_end(key)
-                    out[name] = self._store[key]
-        missing = {name: job for name, job in jobs.items() if name not in out}
-        futures = {name: self._pool.submit(draw) for name, (_, draw) in missing.items()}
-        for name, future in futures.items():
-            out[name] = future.result()
-        with self._lock:
-            for name, (key, _) in missing.items():
-                self._store[key] = out[name]
-            while len(self._store) > self._size:
-                self._store.popitem(last=False)
-        return out
-
-
-@st.cache_resource(show_spinner=False)
-def _picture_cache() -> _PictureCache:
-    return _PictureCache()
-
-
-def _view(img: np.ndarray, crop: tuple, side: int = VIEW_SIDE) -> np.ndarray:
-    y0, y1, x0, x1 = crop
-    region = img[y0:y1, x0:x1]
-    return downsample(region, downsample_factor(region.shape, side))
 
 
 # --- page ------------------------------------------------------------------------------
@@ -204,16 +167,16 @@ def image_section() -> None:
     left, right = st.columns([3, 1], vertical_alignment="bottom")
     left.file_uploader(
         "Open an image (TIFF, PNG or JPEG; 8/16/32-bit, multi-channel and z-stacks welcome)",
-        type=["tif", "tiff", "png", "jpg", "jpeg"], key=_upload_key(), on_change=_on_upload,
+        type=["tif", "tiff", "png", "jpg", "jpeg"], key=_upload_key(), on_change=guarded(_on_upload),
     )
-    right.button("Use sample image", on_click=_use_sample, disabled=get_source().is_sample,
+    right.button("Use sample image", on_click=guarded(_use_sample), disabled=get_source().is_sample,
                  help="Go back to the built-in sample of Hoechst-stained U2OS nuclei.")
     if "upload_error" in st.session_state:
         st.error(st.session_state["upload_error"] + " The image shown below is unchanged.", icon="⚠️")
 
 
-def zoom_controls(shape: tuple[int, int]) -> tuple[tuple, tuple]:
-    """Region shown in all views (full-resolution crop) and the contrast percentiles."""
+def zoom_controls(shape: tuple[int, int], scale: int) -> View:
+    """The region shown in all views (a crop of the plane worked on) and the contrast percentiles."""
     h, w = shape
     c1, c2, c3, c4 = st.columns([1.2, 1, 1, 1.4])
     zoom = c1.select_slider("Zoom (all views)", options=[1, 2, 4, 8, 16], key="zoom",
@@ -225,7 +188,20 @@ def zoom_controls(shape: tuple[int, int]) -> tuple[tuple, tuple]:
     ch, cw = max(8, h // zoom), max(8, w // zoom)
     y0 = int(min(max(cy - ch // 2, 0), h - ch))
     x0 = int(min(max(cx - cw // 2, 0), w - cw))
-    return (y0, y0 + ch, x0, x0 + cw), tuple(contrast)
+    return View(scale, (y0, y0 + ch, x0, x0 + cw), tuple(contrast))
+
+
+def working_plane(current: CurrentImage) -> tuple[np.ndarray, str, int]:
+    """The plane to tune on, its cache key and its scale: a 2× downsampled copy of a very large image if wanted."""
+    plane = current.plane
+    if plane.size <= display.WORKING_COPY_ABOVE:
+        return plane, current.key, 1
+    st.warning(f"This image is large ({plane.shape[1]}×{plane.shape[0]} px): every change takes seconds.")
+    if not st.checkbox("Work on a 2× downsampled copy while tuning (downloads and the Batch page use the full image)",
+                       value=True, key="working_copy"):
+        return plane, current.key, 1
+    half = caches().files.get((current.key, "half"), lambda: np.ascontiguousarray(plane[::2, ::2]))
+    return half, current.key + ":half", 2
 
 
 def main() -> None:
@@ -238,14 +214,10 @@ def main() -> None:
 
     params = get_params()
     src = get_source()
-    try:
-        _, info = read_cached(src.digest, src.name, src.data)
-    except ImageReadError as exc:
-        show_error(exc)
-        return
+    _, info = read_file(src)
 
     # The sidebar: a widget per setting, then the new settings (or the old ones if invalid).
-    st.sidebar.button("Reset to defaults", on_click=_reset, help="Back to the course's recipe.")
+    st.sidebar.button("Reset to defaults", on_click=guarded(_reset), help="Back to the course's recipe.")
     values = params_sidebar(params, info, st.session_state.get("last_cutoff"),
                             st.session_state.get("value_range", (0.0, 1.0)))
     try:
@@ -260,34 +232,19 @@ def main() -> None:
         # e.g. restored settings ask for a channel this file does not have
         params = params.replace(**{k: getattr(_plane_defaults(params, info), k) for k in ("channel", "z", "t")})
         st.warning(f"{exc} Showing the default plane instead.", icon="⚠️")
-        try:
-            current = current_image(params)
-        except ImageReadError as exc2:
-            show_error(exc2)
-            return
+        current = current_image(params)
 
-    plane = current.plane
-    if plane.size > LARGE_IMAGE:
-        st.warning(f"This image is large ({plane.shape[1]}×{plane.shape[0]} px): every change takes seconds.")
-        if st.checkbox("Work on a 2× downsampled copy while tuning (the Batch page uses the full image)", value=True):
-            plane = np.ascontiguousarray(plane[::2, ::2])
-            current = CurrentImage(current.source, current.info, plane, current.key + ":half")
-            if params.pixel_size_um:
-                params = params.replace(pixel_size_um=params.pixel_size_um * 2)
-
-    stats = image_stats(current.key, plane)
+    plane, key, scale = working_plane(current)
+    stats = image_stats(key, plane)
     st.caption(f"**{src.name}** · {info.describe()} · plane {plane.shape[1]}×{plane.shape[0]} px · "
-               f"dtype {plane.dtype} · intensity {stats['min']:.6g} – {stats['max']:.6g}")
+               f"dtype {plane.dtype} · intensity {format_value(stats['min'])} – {format_value(stats['max'])}")
 
-    try:
-        slow = f" (rolling ball, radius {params.background_radius:g} px: several seconds)" \
-            if params.background == "rolling_ball" else ""
-        with st.spinner(f"Segmenting{slow}…", show_time=True):
-            stages = run_stages(current, params)
-    except (ImageReadError, ValueError) as exc:
-        show_error(exc)
-        return
-    fstats = image_stats(str(stages.keys["filter"]), stages.filtered)
+    slow = f" (rolling ball, radius {params.background_radius:g} px: several seconds)" \
+        if params.background == "rolling_ball" else ""
+    with st.spinner(f"Segmenting{slow}…", show_time=True):
+        stages = run_stages(plane, params, image_key=key, cache=caches().stages,
+                            object_cache=_object_cache("split", key))
+    fstats = image_stats(stages.keys["filter"], stages.filtered)
     value_range = (fstats["min"], fstats["max"])
     if st.session_state.get("value_range") != value_range and params.threshold_method == "manual":
         st.session_state["value_range"] = value_range
@@ -300,50 +257,51 @@ def main() -> None:
     notes = st.container()
     left, right = st.columns([2, 3], gap="medium")
     with left:
-        area_slot = metrics(stages, params, current.key)
+        area_slot = metrics(stages, params, key)
     with right:
         histogram(stages, params)
-    crop, contrast = zoom_controls(plane.shape)
-    views(stages, crop, contrast)
-    try:
-        result = measure_stages(stages, params)
-    except (ImageReadError, ValueError) as exc:
-        show_error(exc)
-        return
+    view = zoom_controls(plane.shape, scale)
+    views(stages, view)
+    result = measure_stages(stages, params, cache=caches().stages, measure_cache=_object_cache("measure", key),
+                            pixel_scale=scale)
     with notes:
         for note in result.warnings:
             st.warning(note, icon="⚠️")
     area = result.summary.get("median_area_um2") or result.summary.get("median_area_px2")
     unit = "µm²" if result.summary.get("median_area_um2") else "px²"
     area_slot.metric(f"Median area ({unit})", "–" if area is None else (f"{area:,.0f}" if area >= 100 else f"{area:.3g}"))
-    results(result, params, src.name)
+    results(result, params, current, scale)
+
+
+def _object_cache(kind: str, image_key: str) -> dict:
+    """This session's per-object results on this image (one image at a time)."""
+    per_session = st.session_state.setdefault("object_caches", {})
+    if per_session.get("image") != image_key:
+        per_session.clear()
+        per_session["image"] = image_key
+    return per_session.setdefault(kind, {})
 
 
 def metrics(stages: Stages, params: Params, image_key: str):
     """Count, cutoff and foreground share; returns the slot the median area is written into."""
     c1, c2 = st.columns(2)
     c1.metric("Objects", f"{stages.count}")
-    method = "Local" if params.threshold_method == "local" else label_of(params.threshold_method)
-    c2.metric(f"Threshold ({method})", f"{stages.thresholded.value:.6g}",
+    method = label_of("threshold_method", params.threshold_method)
+    c2.metric(f"Threshold ({method})", format_value(stages.thresholded.value),
               help="In the image's own intensity units." + (" Median of the local cutoffs." if params.threshold_method == "local" else ""))
     c3, c4 = st.columns(2)
     area_slot = c3.empty()
     area_slot.metric("Median area", "…")
-    c4.metric("Foreground", f"{np.count_nonzero(stages.mask) / stages.mask.size:.1%}")
+    c4.metric("Foreground", f"{np.count_nonzero(stages.labels) / stages.labels.size:.1%}",
+              help="Share of the image inside a kept object (after every refinement and object filter).")
     stats = image_stats(image_key, stages.image)
     at_max = round(stats["at_max"] * stages.image.size)
     pixels = f"{at_max:,} pixels ({stats['at_max']:.2%}) sit" if at_max != 1 else f"1 pixel ({stats['at_max']:.2%}) sits"
-    note = f"{pixels} at the maximum value {stats['max']:.6g}"
+    note = f"{pixels} at the maximum value {format_value(stats['max'])}"
     if stats["dtype_max"]:
         note += f" (the {stages.image.dtype} ceiling)"
     st.caption(note + (": check for saturation." if stats["at_max"] > 0.001 else "."))
     return area_slot
-
-
-@st.cache_resource(max_entries=16, show_spinner=False)
-def _histogram(key: tuple, cutoffs: tuple, log: bool, name: str, _filtered: np.ndarray) -> go.Figure:
-    return histogram_figure(_filtered, dict(cutoffs), log_counts=log, highlight=name, height=260, width_px=480,
-                            cache_key=key)
 
 
 def histogram(stages: Stages, params: Params) -> None:
@@ -351,12 +309,15 @@ def histogram(stages: Stages, params: Params) -> None:
     log = c1.toggle("Log counts", value=True, key="hist_log",
                     help="A log scale shows the nuclei's intensities next to the much taller background peak.")
     show_all = c2.toggle("All automatic methods", key="hist_all", help="Draw the cutoff of every automatic method.")
-    name = f"{label_of(params.threshold_method)}"
+    name = label_of("threshold_method", params.threshold_method)
     cutoffs: dict[str, float | None] = {name: stages.thresholded.value}
     if show_all:
-        others = auto_cutoffs(stages.keys["filter"], stages.filtered)
-        cutoffs.update({label_of(m): v for m, v in others.items() if label_of(m) != name})
-    fig = _histogram(stages.keys["filter"], tuple(cutoffs.items()), log, name, stages.filtered)
+        others = caches().stages.get((*stages.keys["filter"], "all cutoffs"), lambda: all_auto_thresholds(stages.filtered))
+        cutoffs.update({label_of("threshold_method", m): v for m, v in others.items()
+                        if label_of("threshold_method", m) != name})
+    key = (*stages.keys["filter"], "histogram figure", tuple(cutoffs.items()), log, name)
+    fig = caches().pictures.get(key, lambda: histogram_figure(stages.filtered, cutoffs, log_counts=log, highlight=name,
+                                                               height=260, width_px=480, cache_key=stages.keys["filter"]))
     st.plotly_chart(fig, key="histogram", config={"displayModeBar": False})
 
 
@@ -365,19 +326,22 @@ def _picture(box, png: bytes, caption: str) -> None:
     box.image(png, caption=caption, width="stretch", output_format="PNG")
 
 
-def views(stages: Stages, crop: tuple, contrast: tuple) -> None:
+def views(stages: Stages, view: View) -> None:
     k, split = stages.keys, stages.split
+    pictures = caches().pictures
+    region = (view.crop, view.contrast)
     jobs = {
-        "raw": ((k["image"], "raw", crop, contrast), lambda: _png_gray(stages.image, crop, contrast)),
-        "filtered": ((k["filter"], "filtered", crop, contrast), lambda: _png_gray(stages.filtered, crop, contrast)),
-        "mask": ((k["refine"], "mask", crop), lambda: _png_mask(stages.mask, crop)),
-        "labels": ((k["split"], "labels", crop), lambda: _png_labels(stages.labels, crop)),
-        "overlay": ((k["labelled"], "overlay", crop, contrast),
-                    lambda: _png_overlay(stages.image, stages.labels, stages.removed, crop, contrast, 1000)),
+        "raw": pictures.submit((k["image"], "raw", *region), _png_gray, stages.image, view),
+        "filtered": pictures.submit((k["filter"], "filtered", *region), _png_gray, stages.filtered, view),
+        "mask": pictures.submit((k["refine"], "mask", view.crop), _png_mask, stages.mask, view),
+        "labels": pictures.submit((k["objects"], "labels", view.crop), _png_labels, stages.labels, view),
+        "overlay": pictures.submit((k["objects"], k["threshold"], "overlay", *region), _png_overlay, stages.image,
+                                   stages.labels, stages.removed, view, 1000),
     }
     if split.distance is not None:
-        jobs["distance"] = ((k["seeds"], "distance", crop), lambda: _png_distance(split.distance, split.seeds, crop, 1000))
-    png = _picture_cache().get(jobs)
+        jobs["distance"] = pictures.submit((k["split"], "distance", view.crop), _png_distance, split.distance,
+                                           split.seeds, view, 1000)
+    png = {name: job.result() for name, job in jobs.items()}
 
     cols = st.columns(4)
     _picture(cols[0], png["raw"], "Raw")
@@ -410,7 +374,20 @@ def _column_title(column: str) -> str:
     return words[:1].upper() + words[1:] + units.get(suffix, "")
 
 
-def results(result, params: Params, name: str) -> None:
+def full_result(current: CurrentImage, params: Params) -> Result:
+    """`params` on the whole plane, at full resolution (cached): what downloads of a working copy hold."""
+    stages = run_stages(current.plane, params, image_key=current.key, cache=caches().stages)
+    return measure_stages(stages, params, cache=caches().stages)
+
+
+def results(result: Result, params: Params, current: CurrentImage, scale: int) -> None:
+    """The measurement table and the downloads.
+
+    Every download is built from the shared settings `params`, never from what
+    only the screen uses: on a working copy (`scale` 2) the image downloads
+    are computed at full resolution when clicked.
+    """
+    name = current.source.name
     st.subheader("Measurements")
     st.caption("One row per nucleus; intensities in the raw image's units. The CSV download has the same columns "
                "under their short names (area_px2, …).")
@@ -431,22 +408,27 @@ def results(result, params: Params, name: str) -> None:
     else:
         st.info("No objects: nothing to measure.")
 
+    def full() -> Result:
+        return result if scale == 1 else full_result(current, params)
+
     stem = name.rsplit(".", 1)[0].split(" ")[0] or "image"
     st.subheader("Download")
+    if scale != 1:
+        st.caption("The image downloads are made from the full-resolution image when you click (a few seconds).")
     c = st.columns(6)
-    c[0].download_button("Measurements CSV", lambda: csv_bytes(table), f"{stem}_measurements.csv", "text/csv", on_click="ignore")
-    c[1].download_button("Labels TIFF (uint32)", lambda: labels_tiff(result.labels), f"{stem}_labels.tif", "image/tiff", on_click="ignore")
-    c[2].download_button("Mask TIFF", lambda: mask_tiff(result.labels > 0), f"{stem}_mask.tif", "image/tiff", on_click="ignore")
-    c[3].download_button("Overlay PNG", lambda: overlay_png(result), f"{stem}_overlay.png", "image/png", on_click="ignore")
+    c[0].download_button("Measurements CSV", lambda: csv_bytes(full().measurements), f"{stem}_measurements.csv",
+                         "text/csv", on_click="ignore")
+    c[1].download_button("Labels TIFF (uint32)", lambda: labels_tiff(full().labels), f"{stem}_labels.tif",
+                         "image/tiff", on_click="ignore")
+    c[2].download_button("Mask TIFF", lambda: mask_tiff(full().labels > 0), f"{stem}_mask.tif", "image/tiff",
+                         on_click="ignore")
+    c[3].download_button("Overlay PNG", lambda: overlay_png(full()), f"{stem}_overlay.png", "image/png",
+                         on_click="ignore")
     c[4].download_button("Settings JSON", params.to_json(), "settings.json", "application/json", on_click="ignore")
     c[5].download_button("Python script", script_text(params), "segment.py", "text/x-python", on_click="ignore",
                          help="A standalone script that reproduces these settings with plain scikit-image calls.")
     st.file_uploader("Restore settings from a settings JSON", type=["json"], key="settings_upload",
-                     on_change=_on_settings_upload)
+                     on_change=guarded(_on_settings_upload))
 
 
-use_app_navigation()
-try:
-    main()
-except Exception as exc:  # noqa: BLE001 - the last line of defence: never a traceback
-    show_error(exc)
+run_page(main)

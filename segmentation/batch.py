@@ -1,21 +1,10 @@
 """Step 6: run the same settings on many images and stream the results into one zip.
 
 Used by both the command line (``python -m segmentation``) and the app's Batch
-page, so the zip layout is the same everywhere::
-
-    labels/<name>.tif          uint32 label image per input
-    masks/<name>.tif           0/255 uint8 mask per input
-    overlays/<name>.png        outlines on the contrast-stretched raw image
-    measurements/<name>.csv    one row per object
-    measurements.csv           all objects, with an ``image`` column
-    summary.csv                one row per input: status, threshold, count, ...
-    errors.csv                 file and reason for every input that failed
-    settings.json              the settings used (loadable in the app)
-    segment.py                 standalone script reproducing the run
-    README.txt                 what each file is, and the versions that made it
-
-``<name>`` keeps the input's relative folder path, so two ``img.tif`` in
-different folders never collide.  A failed input never stops the others.
+page, so the zip is the same everywhere; its layout is
+:data:`segmentation.export.ZIP_LAYOUT`.  ``<name>`` keeps the input's relative
+folder path, so two ``img.tif`` in different folders never collide.  A failed
+input never stops the others.
 """
 
 from __future__ import annotations
@@ -28,6 +17,7 @@ import os
 import platform
 import sys
 import tempfile
+import threading
 import time
 import types
 import zipfile
@@ -42,7 +32,7 @@ import pandas as pd
 
 from .display import downsample, downsample_factor, outline_overlay, png_bytes, stretch
 from .errors import SegmentationError
-from .export import image_outputs, script_text
+from .export import image_outputs, layout_text, script_text, zip_path
 from .io import ImageReadError, is_image_name, load_plane
 from .params import Params
 from .pipeline import segment
@@ -52,7 +42,6 @@ __all__ = [
     "ImageOutcome",
     "BatchReport",
     "collect_inputs",
-    "inputs_from_zip",
     "output_names",
     "process_one",
     "run_batch",
@@ -148,35 +137,6 @@ def collect_inputs(paths: Iterable[str | os.PathLike]) -> tuple[list[BatchInput]
             inputs.append(BatchInput(path.name, path))
         else:
             raise FileNotFoundError(f"no such file or folder: {given}")
-    return inputs, skipped
-
-
-def inputs_from_zip(data: bytes, zip_name: str = "images.zip") -> tuple[list[BatchInput], list[str]]:
-    """Images inside an uploaded zip (others listed as skipped).
-
-    Raises
-    ------
-    ImageReadError
-        When `data` is not a readable zip file.
-    """
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile as exc:
-        raise ImageReadError(
-            f"Cannot read '{zip_name}': it is not a valid zip file. Zip the folder again and re-upload it."
-        ) from exc
-    inputs: list[BatchInput] = []
-    skipped: list[str] = []
-    with archive:
-        for info in archive.infolist():
-            name = info.filename
-            parts = PurePosixPath(name).parts
-            if info.is_dir() or any(p.startswith(".") or p == "__MACOSX" for p in parts):
-                continue
-            if is_image_name(name):
-                inputs.append(BatchInput(name, archive.read(info)))
-            else:
-                skipped.append(name)
     return inputs, skipped
 
 
@@ -332,7 +292,7 @@ class _ZipWriter:
             self.columns += [c for c in outcome.measurements.columns if c not in self.columns]
 
     def close(self, summary: pd.DataFrame, errors: list[tuple[str, str]]) -> None:
-        entry = zipfile.ZipInfo("measurements.csv", time.localtime()[:6])
+        entry = zipfile.ZipInfo(zip_path("all_measurements"), time.localtime()[:6])
         entry.compress_type = zipfile.ZIP_DEFLATED
         with self.zip.open(entry, "w") as raw, io.TextIOWrapper(raw, "utf-8", newline="") as out:
             writer = csv.DictWriter(out, fieldnames=self.columns or ["image", "label"])
@@ -340,12 +300,12 @@ class _ZipWriter:
             for part in self.measurement_files:
                 with open(part, newline="", encoding="utf-8") as f:
                     writer.writerows(csv.DictReader(f))
-        self.zip.writestr("summary.csv", summary.to_csv(index=False))
+        self.zip.writestr(zip_path("summary"), summary.to_csv(index=False))
         if errors:
-            self.zip.writestr("errors.csv", pd.DataFrame(errors, columns=["file", "reason"]).to_csv(index=False))
-        self.zip.writestr("settings.json", self.params.to_json())
-        self.zip.writestr("segment.py", script_text(self.params))
-        self.zip.writestr("README.txt", readme_text(self.params, summary))
+            self.zip.writestr(zip_path("errors"), pd.DataFrame(errors, columns=["file", "reason"]).to_csv(index=False))
+        self.zip.writestr(zip_path("settings"), self.params.to_json())
+        self.zip.writestr(zip_path("script"), script_text(self.params))
+        self.zip.writestr(zip_path("readme"), readme_text(self.params, summary))
         self.zip.close()
         self.tmp.cleanup()
 
@@ -366,21 +326,11 @@ with Python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__
 scikit-image {skimage.__version__}, tifffile {tifffile.__version__}, pandas {pd.__version__}.
 Inputs: {len(summary)} ({', '.join(f'{v} {k}' for k, v in counts.items()) or 'none'}).
 
-labels/<name>.tif        label image, uint32: 0 = background, 1..N = one nucleus each
-masks/<name>.tif         binary mask, uint8: 0 = background, 255 = nucleus
-overlays/<name>.png      yellow = outlines of the nuclei, magenta = objects removed
-                         (too small or large, touching the border, or without a seed)
-measurements/<name>.csv  one row per nucleus: area, centroid, intensities (raw image units),
-                         shape; _px = pixels, _um = micrometres (when the pixel size is known)
-measurements.csv         all nuclei of all images, with an 'image' column
-summary.csv              one row per input file: status (ok / failed / skipped), threshold used
-                         (raw intensity units), number of nuclei, mean and median area, ...
-errors.csv               (only when some files failed) file and reason
-settings.json            the settings used: load it in the app to reproduce or adjust the run
-segment.py               standalone script that reproduces the segmentation with plain
-                         scikit-image calls: python segment.py INPUT_FOLDER OUTPUT_FOLDER
+{layout_text()}
 
-Settings (threshold method: {params.threshold_method}, filter: {params.filter}, split: {params.split}):
+Settings:
+{chr(10).join("  " + line for line in params.describe())}
+
 {params.to_json()}
 """
 
@@ -398,6 +348,9 @@ def _pool(workers: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
 
 
+_MAIN_SWAP = threading.Lock()
+
+
 @contextlib.contextmanager
 def _without_main_script() -> Iterator[None]:
     """Start worker processes without the caller's main script.
@@ -406,15 +359,16 @@ def _without_main_script() -> Iterator[None]:
     that script is the app, which would run once more in every worker (slower
     start, more memory, log noise).  The workers only need this module.
     """
-    main = sys.modules.get("__main__")
-    if main is None or getattr(main, "__spec__", None) is not None or not hasattr(main, "__file__"):
-        yield
-        return
-    sys.modules["__main__"] = types.ModuleType("__main__")
-    try:
-        yield
-    finally:
-        sys.modules["__main__"] = main
+    with _MAIN_SWAP:  # several sessions of the app may start pools at once
+        main = sys.modules.get("__main__")
+        if main is None or getattr(main, "__spec__", None) is not None or not hasattr(main, "__file__"):
+            yield
+            return
+        sys.modules["__main__"] = types.ModuleType("__main__")
+        try:
+            yield
+        finally:
+            sys.modules["__main__"] = main
 
 
 def _outcomes(

@@ -12,6 +12,11 @@ import numpy as np
 from PIL import Image
 
 __all__ = [
+    "WORKING_COPY_ABOVE",
+    "format_value",
+    "subsample",
+    "histogram_counts",
+    "display_range",
     "downsample_factor",
     "downsample",
     "stretch",
@@ -23,9 +28,46 @@ __all__ = [
     "png_bytes",
 ]
 
+# Above this many pixels the Segment page offers a 2x downsampled working copy while tuning.
+WORKING_COPY_ABOVE = 4096 * 4096
 OUTLINE_RGB = (255, 220, 0)  # kept objects: yellow
 REMOVED_RGB = (255, 0, 255)  # removed by refinement: magenta
 SEED_RGB = (255, 40, 40)
+
+
+def subsample(image: np.ndarray, pixels: int = 1_000_000) -> np.ndarray:
+    """Every k-th row and column, so that `pixels` to 4x `pixels` remain: enough for percentiles and histograms.
+
+    >>> subsample(np.zeros((4000, 3000)), 1_000_000).shape
+    (1334, 1000)
+    """
+    step = max(1, int(np.sqrt(image.size / pixels)))
+    return image[::step, ::step]
+
+
+def histogram_counts(image: np.ndarray, bins: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel counts and bin edges of `image` (from ~1 M pixels at most), in its own units."""
+    return np.histogram(subsample(np.asarray(image)).ravel(), bins=bins)
+
+
+def display_range(image: np.ndarray, low: float = 0.5, high: float = 99.5) -> tuple[float, float]:
+    """The intensities at two percentiles (of ~1 M pixels): what a contrast stretch maps to black and white."""
+    lo, hi = np.percentile(subsample(np.asarray(image)).astype(np.float32), [low, high])
+    return float(lo), float(hi)
+
+
+def format_value(value: float) -> str:
+    """An intensity as people read it, the same everywhere: whole numbers without a fraction, others with
+    5 significant digits (one decimal from 1000 up), never in exponent notation.
+
+    >>> format_value(33421.0), format_value(33421.171875), format_value(534.4921875), format_value(0.0286123)
+    ('33421', '33421.2', '534.49', '0.028612')
+    """
+    if float(value).is_integer() or abs(value) >= 1e6:
+        return f"{value:.0f}"
+    if abs(value) >= 1000:
+        return f"{value:.1f}"
+    return f"{float(f'{value:.5g}'):f}".rstrip("0").rstrip(".") if abs(value) >= 1e-4 else f"{value:.5g}"
 
 
 def downsample_factor(shape: tuple[int, ...], max_side: int = 1000) -> int:
@@ -52,10 +94,7 @@ def stretch(image: np.ndarray, low: float = 0.5, high: float = 99.5) -> np.ndarr
     >>> stretch(np.array([[0, 50, 100]]), 0, 100).tolist()
     [[0, 127, 255]]
     """
-    img = np.asarray(image, dtype=np.float32)
-    step = max(1, int(np.sqrt(img.size / 1_000_000)))  # percentiles of ~1 M pixels are plenty
-    lo, hi = np.percentile(img[::step, ::step], [low, high])
-    return stretch_between(img, lo, hi)
+    return stretch_between(image, *display_range(image, low, high))
 
 
 def stretch_between(image: np.ndarray, low: float, high: float) -> np.ndarray:

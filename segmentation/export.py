@@ -1,33 +1,93 @@
-"""Write one image's outputs, and a standalone script that reproduces the run.
+"""Write one image's outputs, the results zip's layout, and a standalone script that reproduces the run.
 
 File formats follow the course: labels as uint32 TIFF, masks as 0/255 uint8
 TIFF, an overlay PNG of the label outlines on the contrast-stretched raw image,
-and CSV tables.
+and CSV tables.  :data:`ZIP_LAYOUT` is the one description of the results zip:
+the writer, the zip's README.txt, the Batch page and the project README all
+come from it.
 """
 
 from __future__ import annotations
 
 import io
 import json
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import tifffile
 
 from .display import outline_overlay, png_bytes, stretch
+from .filters import BACKGROUNDS, FILTERS
 from .params import Params
-from .pipeline import Result
+from .split import SEED_METHODS
+from .stages import Result
+from .threshold import THRESHOLD_METHODS
 
 __all__ = [
+    "ZIP_LAYOUT",
+    "ZipEntry",
+    "zip_path",
+    "layout_markdown",
+    "layout_text",
     "labels_tiff",
     "mask_tiff",
     "overlay_png",
     "csv_bytes",
     "image_outputs",
-    "write_outputs",
     "script_text",
 ]
+
+
+@dataclass(frozen=True)
+class ZipEntry:
+    """One kind of file in the results zip: where it goes and what it is."""
+
+    pattern: str  # path inside the zip; "{name}" is the image's output name, e.g. "exp1/well_A1/img"
+    what: str
+
+    def path(self, name: str | None = None) -> str:
+        return self.pattern.format(name=name) if "{name}" in self.pattern else self.pattern
+
+
+ZIP_LAYOUT: dict[str, ZipEntry] = {
+    "labels": ZipEntry("labels/{name}.tif", "label image, uint32: 0 = background, 1..N = one nucleus each"),
+    "masks": ZipEntry("masks/{name}.tif", "binary mask, uint8: 0 = background, 255 = nucleus"),
+    "overlays": ZipEntry("overlays/{name}.png", "outlines of the nuclei (yellow) on the contrast-stretched "
+                         "image; objects removed (too small or large, on the border, without a seed) in magenta"),
+    "measurements": ZipEntry("measurements/{name}.csv", "one row per nucleus: area, centroid, intensities (raw "
+                             "image units), shape; _px = pixels, _um = micrometres (when the pixel size is known)"),
+    "all_measurements": ZipEntry("measurements.csv", "all nuclei of all images, with an `image` column"),
+    "summary": ZipEntry("summary.csv", "one row per input file: status (ok / failed / skipped / not run), "
+                        "threshold used (raw intensity units), number of nuclei, mean and median area, ..."),
+    "errors": ZipEntry("errors.csv", "file and reason, for each input that failed (only when some did)"),
+    "settings": ZipEntry("settings.json", "the settings used: load it in the app to reproduce or adjust the run"),
+    "script": ZipEntry("segment.py", "standalone script reproducing the segmentation with plain scikit-image "
+                       "calls: `python segment.py INPUT_FOLDER OUTPUT_FOLDER`"),
+    "readme": ZipEntry("README.txt", "what each file is, and the versions that made it"),
+}
+
+
+def zip_path(kind: str, name: str | None = None) -> str:
+    """Where a file of `kind` (a key of :data:`ZIP_LAYOUT`) goes in the results zip.
+
+    >>> zip_path("labels", "exp1/img"), zip_path("summary")
+    ('labels/exp1/img.tif', 'summary.csv')
+    """
+    return ZIP_LAYOUT[kind].path(name)
+
+
+def layout_markdown() -> str:
+    """The zip's layout as a Markdown table (the README's and the Batch page's)."""
+    rows = [f"| `{e.pattern.replace('{name}', '<name>')}` | {e.what} |" for e in ZIP_LAYOUT.values()]
+    return "\n".join(["| path | what |", "| --- | --- |", *rows])
+
+
+def layout_text() -> str:
+    """The zip's layout as plain text (the zip's README.txt)."""
+    width = max(len(e.pattern) for e in ZIP_LAYOUT.values()) + 2
+    return "\n".join(f"{e.pattern.replace('{name}', '<name>'):<{width}}{e.what.replace('`', '')}"
+                     for e in ZIP_LAYOUT.values())
 
 
 def labels_tiff(labels: np.ndarray) -> bytes:
@@ -56,22 +116,11 @@ def csv_bytes(df: pd.DataFrame) -> bytes:
 def image_outputs(result: Result, name: str) -> dict[str, bytes]:
     """The files of one image, keyed by their path inside the results zip."""
     return {
-        f"labels/{name}.tif": labels_tiff(result.labels),
-        f"masks/{name}.tif": mask_tiff(result.labels > 0),
-        f"overlays/{name}.png": overlay_png(result),
-        f"measurements/{name}.csv": csv_bytes(result.measurements),
+        zip_path("labels", name): labels_tiff(result.labels),
+        zip_path("masks", name): mask_tiff(result.labels > 0),
+        zip_path("overlays", name): overlay_png(result),
+        zip_path("measurements", name): csv_bytes(result.measurements),
     }
-
-
-def write_outputs(result: Result, folder: str | Path, name: str) -> list[Path]:
-    """Write :func:`image_outputs` under `folder`; returns the paths written."""
-    written = []
-    for rel, data in image_outputs(result, name).items():
-        path = Path(folder) / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-        written.append(path)
-    return written
 
 
 def script_text(params: Params) -> str:
@@ -82,7 +131,22 @@ def script_text(params: Params) -> str:
     """
     settings = json.dumps(params.to_dict(), indent=4)
     settings = settings.replace("null", "None").replace("true", "True").replace("false", "False")
-    return _SCRIPT.replace("__SETTINGS__", settings)
+    tables = {
+        "__BACKGROUNDS__": _table(BACKGROUNDS, "img, s"),
+        "__FILTERS__": _table(FILTERS, "img, s"),
+        "__THRESHOLDS__": _table(THRESHOLD_METHODS, "img, s"),
+        "__SEEDS__": _table(SEED_METHODS, "distance, mask, s"),
+    }
+    text = _SCRIPT.replace("__SETTINGS__", settings)
+    for marker, table in tables.items():
+        text = text.replace(marker, table)
+    return text
+
+
+def _table(registry: dict, args: str) -> str:
+    """A registry as a dict of lambdas in the script: name -> the same call as the app's."""
+    lines = [f"    {name!r}: lambda {args}: {m.code}," for name, m in registry.items()]
+    return "{\n" + "\n".join(lines) + "\n}"
 
 
 _SCRIPT = '''\
@@ -140,31 +204,28 @@ def read_plane(path, s):
     return data
 
 
+def peaks_to_mask(coords, shape):
+    peaks = np.zeros(shape, dtype=bool)
+    peaks[tuple(coords.T)] = True
+    return peaks
+
+
+# Each choice of the app, as the same plain call (img = image, s = SETTINGS).
+BACKGROUNDS = __BACKGROUNDS__
+FILTERS = __FILTERS__
+THRESHOLDS = __THRESHOLDS__
+SEEDS = __SEEDS__
+
+
 def segment(image, s):
     # 1. background subtraction and noise filter, in the image's own units
     img = image
-    if s["background"] == "rolling_ball":
-        img = image.astype(float) - restoration.rolling_ball(image.astype(float), radius=s["background_radius"])
-    elif s["background"] == "tophat":
-        disk = morphology.disk(int(round(s["background_radius"])), decomposition="sequence")
-        img = morphology.white_tophat(image.astype(float), footprint=disk)
-    if s["filter"] == "gaussian" and s["sigma"] > 0:
-        img = filters.gaussian(img, sigma=s["sigma"], preserve_range=True)
-    elif s["filter"] == "gaussian":
-        img = img.astype(float)
-    elif s["filter"] == "mean":
-        img = ndi.uniform_filter(img.astype(float), size=s["filter_size"])
-    elif s["filter"] == "median":
-        img = ndi.median_filter(img, size=s["filter_size"])
+    if s["background"] != "none":
+        img = BACKGROUNDS[s["background"]](image.astype(float), s)
+    img = FILTERS[s["filter"]](img, s)
 
     # 2. threshold
-    method = s["threshold_method"]
-    if method == "manual":
-        cutoff = s["threshold_value"]
-    elif method == "local":
-        cutoff = filters.threshold_local(img.astype(float), block_size=s["block_size"], offset=s["offset"])
-    else:
-        cutoff = getattr(filters, "threshold_" + method)(img)
+    cutoff = THRESHOLDS[s["threshold_method"]](img, s)
     mask = img > cutoff if s["objects"] == "bright" else img < cutoff
 
     # 3. refine the mask
@@ -186,15 +247,7 @@ def segment(image, s):
         distance = ndi.distance_transform_edt(mask)
         if s["distance_sigma"] > 0:
             distance = ndi.gaussian_filter(distance, sigma=s["distance_sigma"])
-        if s["seed_method"] == "peak_local_max":
-            coords = peak_local_max(distance, footprint=np.ones((s["footprint"],) * 2), min_distance=s["min_distance"])
-            peaks = np.zeros(distance.shape, dtype=bool)
-            peaks[tuple(coords.T)] = True
-        else:
-            # h-maxima: regional maxima of the reconstruction of (distance - h) under distance
-            domes = morphology.reconstruction(distance - s["h"], distance, method="dilation")
-            peaks = morphology.local_maxima(domes, allow_borders=True) & mask
-        seeds = measure.label(peaks)
+        seeds = SEEDS[s["seed_method"]](distance, mask, s)
         labels = segmentation.watershed(-distance, seeds, mask=mask)
         unseeded = mask & (labels == 0)
         if s["keep_unseeded"] and unseeded.any():

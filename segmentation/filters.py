@@ -6,14 +6,70 @@ here still has values around its own range, never rescaled to 0-1.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from scipy import ndimage as ndi
 from skimage import filters as skfilters
 from skimage import morphology, restoration
 
-from .params import Params
+from .registry import Method
 
-__all__ = ["subtract_background", "apply_filter", "filter_image"]
+if TYPE_CHECKING:
+    from .params import Params
+
+__all__ = ["FILTERS", "BACKGROUNDS", "subtract_background", "apply_filter", "filter_image"]
+
+
+def _gaussian(image: np.ndarray, sigma: float, size: int) -> np.ndarray:
+    if sigma == 0:
+        return np.asarray(image, dtype=np.float64)
+    return skfilters.gaussian(image, sigma=sigma, preserve_range=True)
+
+
+def _mean(image: np.ndarray, sigma: float, size: int) -> np.ndarray:
+    return ndi.uniform_filter(np.asarray(image, dtype=np.float64), size=size)
+
+
+def _median(image: np.ndarray, sigma: float, size: int) -> np.ndarray:
+    return ndi.median_filter(image, size=size)
+
+
+# Noise filters: func(image, sigma, size) -> filtered image in the image's units.
+FILTERS: dict[str, Method] = {
+    "none": Method("None", "No filter: the raw image is thresholded.", lambda image, sigma, size: np.asarray(image),
+                   "img"),
+    "mean": Method("Mean", "Averages a square window of 'kernel size' px.", _mean,
+                   'ndi.uniform_filter(img.astype(float), size=s["filter_size"])'),
+    "gaussian": Method("Gaussian", "Blurs smoothly with width 'sigma' (the course's default).", _gaussian,
+                       'filters.gaussian(img, sigma=s["sigma"], preserve_range=True) if s["sigma"] > 0 '
+                       'else img.astype(float)'),
+    "median": Method("Median", "The middle value of a square window: removes salt-and-pepper noise and keeps "
+                     "edges sharp.", _median, 'ndi.median_filter(img, size=s["filter_size"])'),
+}
+
+
+def _rolling_ball(image: np.ndarray, radius: float) -> np.ndarray:
+    return image - restoration.rolling_ball(image, radius=radius)
+
+
+def _tophat(image: np.ndarray, radius: float) -> np.ndarray:
+    # The 'sequence' decomposition gives the same disk in a fraction of the time.
+    footprint = morphology.disk(int(round(radius)), decomposition="sequence")
+    return morphology.white_tophat(image, footprint=footprint)
+
+
+# Background subtraction: func(float64 image, radius) -> image minus background.
+BACKGROUNDS: dict[str, Method] = {
+    "none": Method("None", "No background subtraction.", lambda image, radius: image, "img"),
+    "rolling_ball": Method("Rolling ball", "Fiji's rolling ball: removes smooth background larger than the "
+                           "radius (slow on large images).", _rolling_ball,
+                           'img - restoration.rolling_ball(img, radius=s["background_radius"])'),
+    "tophat": Method("White top-hat", "Removes everything larger than a disk of the radius; much faster than "
+                     "the rolling ball.", _tophat,
+                     'morphology.white_tophat(img, footprint=morphology.disk(int(round(s["background_radius"])), '
+                     'decomposition="sequence"))'),
+}
 
 
 def subtract_background(image: np.ndarray, method: str, radius: float) -> np.ndarray:
@@ -23,9 +79,10 @@ def subtract_background(image: np.ndarray, method: str, radius: float) -> np.nda
     ----------
     image : (M, N) ndarray
         Raw image.
-    method : {'none', 'rolling_ball', 'tophat'}
-        Rolling ball as in Fiji (:func:`skimage.restoration.rolling_ball`) or
-        white top-hat with a disk (:func:`skimage.morphology.white_tophat`).
+    method : str
+        One of :data:`BACKGROUNDS`: rolling ball as in Fiji
+        (:func:`skimage.restoration.rolling_ball`) or white top-hat with a disk
+        (:func:`skimage.morphology.white_tophat`).
     radius : float
         Radius in pixels; larger than the largest nucleus.
 
@@ -34,16 +91,9 @@ def subtract_background(image: np.ndarray, method: str, radius: float) -> np.nda
     (M, N) float64 ndarray
         Image minus background, in the image's units.
     """
-    img = np.asarray(image, dtype=np.float64)
-    if method == "none":
-        return img
-    if method == "rolling_ball":
-        return img - restoration.rolling_ball(img, radius=radius)
-    if method == "tophat":
-        # The 'sequence' decomposition gives the same disk in a fraction of the time.
-        footprint = morphology.disk(int(round(radius)), decomposition="sequence")
-        return morphology.white_tophat(img, footprint=footprint)
-    raise ValueError(f"unknown background method {method!r}")
+    if method not in BACKGROUNDS:
+        raise ValueError(f"unknown background method {method!r}")
+    return BACKGROUNDS[method].func(np.asarray(image, dtype=np.float64), radius)
 
 
 def apply_filter(image: np.ndarray, method: str, sigma: float = 1.0, size: int = 3) -> np.ndarray:
@@ -52,7 +102,8 @@ def apply_filter(image: np.ndarray, method: str, sigma: float = 1.0, size: int =
     Parameters
     ----------
     image : (M, N) ndarray
-    method : {'none', 'mean', 'gaussian', 'median'}
+    method : str
+        One of :data:`FILTERS`:
         ``'gaussian'`` is :func:`skimage.filters.gaussian` with `sigma` and
         ``preserve_range=True``; ``'mean'`` is :func:`scipy.ndimage.uniform_filter`
         and ``'median'`` :func:`scipy.ndimage.median_filter`, both with a square
@@ -64,17 +115,9 @@ def apply_filter(image: np.ndarray, method: str, sigma: float = 1.0, size: int =
         float64 for 'gaussian' and 'mean'; the input dtype for 'median' and
         'none' (the median of integers is an integer).
     """
-    if method == "none":
-        return np.asarray(image)
-    if method == "gaussian":
-        if sigma == 0:
-            return np.asarray(image, dtype=np.float64)
-        return skfilters.gaussian(image, sigma=sigma, preserve_range=True)
-    if method == "mean":
-        return ndi.uniform_filter(np.asarray(image, dtype=np.float64), size=size)
-    if method == "median":
-        return ndi.median_filter(image, size=size)
-    raise ValueError(f"unknown filter {method!r}")
+    if method not in FILTERS:
+        raise ValueError(f"unknown filter {method!r}")
+    return FILTERS[method].func(image, sigma, size)
 
 
 def filter_image(image: np.ndarray, params: Params) -> np.ndarray:
@@ -83,6 +126,7 @@ def filter_image(image: np.ndarray, params: Params) -> np.ndarray:
     Examples
     --------
     >>> import numpy as np
+    >>> from segmentation import Params
     >>> img = np.full((5, 5), 1000, dtype=np.uint16)
     >>> round(float(filter_image(img, Params()).max()), 6)  # not rescaled to 0-1
     1000.0

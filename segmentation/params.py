@@ -11,146 +11,194 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from .filters import BACKGROUNDS, FILTERS
+from .registry import Method
+from .split import SEED_METHODS, SPLIT_METHODS
+from .threshold import AUTO_THRESHOLD_METHODS, POLARITIES, THRESHOLD_METHODS
+
 __all__ = [
     "Params",
+    "Setting",
+    "SETTINGS",
     "FILTERS",
     "BACKGROUNDS",
     "THRESHOLD_METHODS",
     "AUTO_THRESHOLD_METHODS",
+    "POLARITIES",
     "SEED_METHODS",
     "SPLIT_METHODS",
+    "STAGES",
     "STAGE_FIELDS",
     "HELP",
     "SCHEMA_NAME",
     "SCHEMA_VERSION",
+    "MAX_SETTINGS_BYTES",
+    "MAX_SETTINGS_DEPTH",
 ]
 
 SCHEMA_NAME = "nuclei-segmentation-settings"
 SCHEMA_VERSION = 1
+# A settings file is a few hundred bytes; refuse anything far larger or deeper before parsing it.
+MAX_SETTINGS_BYTES = 64 * 1024
+MAX_SETTINGS_DEPTH = 8
 
-FILTERS = ("none", "mean", "gaussian", "median")
-BACKGROUNDS = ("none", "rolling_ball", "tophat")
-AUTO_THRESHOLD_METHODS = ("otsu", "li", "triangle", "yen", "isodata", "mean", "minimum")
-THRESHOLD_METHODS = ("manual", *AUTO_THRESHOLD_METHODS, "local")
-OBJECTS = ("bright", "dark")
-SPLIT_METHODS = ("none", "watershed")
-SEED_METHODS = ("peak_local_max", "h_maxima")
+# The pipeline's stages in order; each setting belongs to exactly one.
+STAGES = ("plane", "filter", "threshold", "refine", "split", "objects", "measure")
 
-# Which fields each pipeline stage reads; a stage must be recomputed only when
-# one of its own fields (or an upstream stage) changes.
-STAGE_FIELDS: dict[str, tuple[str, ...]] = {
-    "plane": ("channel", "z", "t"),
-    "filter": ("background", "background_radius", "filter", "sigma", "filter_size"),
-    "threshold": ("threshold_method", "threshold_value", "block_size", "offset", "objects"),
-    "refine": ("min_size", "closing_radius", "opening_radius", "fill_holes", "max_hole_size"),
-    "split": ("split", "seed_method", "footprint", "min_distance", "distance_sigma", "h", "keep_unseeded"),
-    "objects": ("max_size", "exclude_border"),
-    "measure": ("pixel_size_um",),
-}
 
-# Tooltips in a biologist's words: what the setting does, and what raising it does.
-HELP: dict[str, str] = {
-    "channel": "Which channel of a multi-channel image holds the nuclei (0 = first).",
-    "z": "Which z-slice to segment, or 'max' for a maximum-intensity projection of the stack.",
-    "t": "Which time point to segment (0 = first).",
-    "background": (
-        "Subtract uneven background before filtering. Rolling ball (as in Fiji) or white "
-        "top-hat remove structures larger than the radius: use it when one side of the "
-        "field is brighter than the other. Make the radius larger than the largest nucleus. "
-        "Rolling ball is slow (about 10 s for a 1344×1024 image); top-hat is faster."
-    ),
-    "background_radius": (
-        "Radius in pixels of the background estimate. Make it larger than the largest "
-        "nucleus, or nuclei get hollowed out. Larger = gentler correction, slower."
-    ),
-    "filter": (
-        "Noise-reduction filter applied before thresholding. Gaussian blurs smoothly, "
-        "mean averages a square, median removes salt-and-pepper noise and keeps edges."
-    ),
-    "sigma": (
-        "Width (px) of the Gaussian blur. Raising it removes more noise and merges "
-        "texture inside nuclei, but blurs edges and can merge touching nuclei."
-    ),
-    "filter_size": (
-        "Side (px) of the square window for the mean or median filter. Larger = smoother "
-        "mask, fewer speckles, but small nuclei shrink or vanish."
-    ),
-    "threshold_method": (
-        "How the intensity cutoff is chosen. Automatic methods (Otsu, Li, ...) pick it "
-        "from the histogram of each image, so results are reproducible; 'manual' uses "
-        "your value; 'local' computes a cutoff for each neighbourhood (uneven background)."
-    ),
-    "threshold_value": (
-        "Cutoff in the image's own intensity units (manual method). Pixels brighter than "
-        "this are nuclei. Raising it gives smaller nuclei and loses dim ones."
-    ),
-    "block_size": (
-        "Local threshold: size (px, odd) of the neighbourhood each pixel is compared "
-        "with. Make it a few nuclei wide; too small and nuclei become rings."
-    ),
-    "offset": (
-        "Local threshold: subtracted from the neighbourhood mean, in intensity units (as in "
-        "scikit-image). Bright nuclei usually need a negative offset (e.g. -5 to -50): the cutoff "
-        "is then that much above the local mean, so flat background stays black. Raising it "
-        "lowers the cutoff, so more pixels count as nuclei."
-    ),
-    "objects": "Nuclei brighter than the background (fluorescence) or darker (e.g. brightfield).",
-    "min_size": (
-        "Blobs of the mask smaller than this many pixels are removed (debris, noise), before "
-        "touching nuclei are split, so a split can still leave smaller pieces (see 'max size' "
-        "for the other end). Raising it removes more small objects, and small nuclei with them."
-    ),
-    "max_size": (
-        "Objects larger than this many pixels are removed (clumps, artefacts). 0 = keep "
-        "all. Applied after splitting."
-    ),
-    "closing_radius": (
-        "Closing with a disk of this radius (px) smooths the outline and closes small "
-        "gaps and notches. 0 = off. Larger radii can join neighbouring nuclei."
-    ),
-    "opening_radius": (
-        "Opening with a disk of this radius (px) removes thin protrusions and "
-        "breaks thin bridges between nuclei. 0 = off. Larger radii erode small nuclei."
-    ),
-    "fill_holes": "Fill holes inside nuclei (dim nucleoli, uneven staining).",
-    "max_hole_size": "Fill only holes up to this many pixels (0 = fill every hole).",
-    "exclude_border": (
-        "Remove objects that touch the image border: they are cut off, so their area "
-        "and intensity are wrong."
-    ),
-    "split": (
-        "Watershed splits touching nuclei using the distance to the background; 'none' "
-        "keeps every connected blob as one object."
-    ),
-    "seed_method": (
-        "How one seed per nucleus is found on the distance map: local maxima "
-        "(peak_local_max, as in the course) or h-maxima (more robust for irregular nuclei)."
-    ),
-    "footprint": (
-        "Width (px) of the square window in which a seed must be the highest point. "
-        "Raising it gives fewer seeds: fewer splits, more merged nuclei."
-    ),
-    "min_distance": (
-        "Minimum distance (px) between two seeds. Raising it merges nuclei that were "
-        "split; lowering it splits more (and may cut single nuclei in two)."
-    ),
-    "distance_sigma": (
-        "Smooth the distance map (Gaussian, px) before finding seeds, so bumpy outlines "
-        "don't give extra seeds. 0 = off. Raising it means fewer splits."
-    ),
-    "h": (
-        "h-maxima: a seed must rise at least this many pixels above its surroundings on "
-        "the distance map. Raising it means fewer seeds, fewer splits."
-    ),
-    "keep_unseeded": (
-        "Keep objects where no seed was found (often nuclei cut by the border) as one "
-        "object each, instead of dropping them as the course recipe does."
-    ),
-    "pixel_size_um": "Size of one pixel in micrometres. When set, areas and lengths are also given in µm.",
-}
+@dataclass(frozen=True)
+class Setting:
+    """What the app needs to know about one setting, next to its validation.
+
+    Attributes
+    ----------
+    stage : str
+        The pipeline stage that reads it (one of :data:`STAGES`).
+    label : str
+        Its name in the sidebar, without the unit, e.g. ``"Sigma"``.
+    help : str
+        The tooltip, in a biologist's words: what it does, what raising it does.
+    kind : {'int', 'float', 'bool', 'choice', 'plane', 'z', 'cutoff', 'pixel_size'}
+    unit : str
+        ``"px"``, ``"px²"``, ``"µm"`` or ``""``.
+    low, high : float or None
+        Valid values (inclusive); None = unbounded.  Values outside are refused.
+    ui : (float, float) or None
+        The slider's usual range.  A loaded value outside it (but valid) widens
+        the slider instead of being clamped.
+    step : float or None
+        The slider's step.
+    choices : dict of str to Method, optional
+        The registry a choice setting takes its values, labels and help from.
+    odd : bool
+        Only odd whole numbers (block size).
+    applies : callable(Params) -> bool, optional
+        Whether the setting is used with the other settings as they are (sigma
+        only with the Gaussian filter, ...); unused settings are hidden in the
+        sidebar, left out of the description and of the Compare cache key.
+    """
+
+    stage: str
+    label: str
+    help: str
+    kind: str
+    unit: str = ""
+    low: float | None = None
+    high: float | None = None
+    ui: tuple[float, float] | None = None
+    step: float | None = None
+    choices: Mapping[str, Method] | None = None
+    odd: bool = False
+    applies: Callable[[Any], bool] | None = None
+
+    def check(self, name: str, v: Any) -> None:
+        """Raise ``ValueError`` naming the setting when `v` is not a valid value."""
+        kind = self.kind
+        if kind == "choice":
+            assert self.choices is not None
+            if not isinstance(v, str) or v not in self.choices:
+                raise ValueError(f"{name} must be one of {', '.join(self.choices)}; got {_short(v)}")
+        elif kind == "int":
+            if not _is_int(v) or not self._inside(v):
+                raise ValueError(f"{name} must be a whole number {self._range()}; got {_short(v)}")
+            if self.odd and v % 2 == 0:
+                raise ValueError(f"{name} must be odd; got {v}")
+        elif kind == "float":
+            if not _is_number(v) or not self._inside(v):
+                raise ValueError(f"{name} must be a number {self._range()}; got {_short(v)}")
+        elif kind == "bool":
+            if not isinstance(v, bool):
+                raise ValueError(f"{name} must be true or false; got {_short(v)}")
+        elif kind == "plane":
+            if v is not None and (not _is_int(v) or v < 0):
+                raise ValueError(f"{name} must be a whole number 0 or more, or empty; got {_short(v)}")
+        elif kind == "z":
+            if v is not None and v != "max" and (not _is_int(v) or v < 0):
+                raise ValueError(f"z must be a slice number 0 or more, 'max', or empty; got {_short(v)}")
+        elif kind == "cutoff":
+            if v is not None and (not _is_number(v) or abs(v) == math.inf):
+                raise ValueError(f"{name} must be a number or empty; got {_short(v)}")
+        elif kind == "pixel_size":
+            if v is not None and (not _is_number(v) or not self._inside(v) or v == 0):
+                raise ValueError(f"{name} must be a number above 0 and at most {self.high:g} (µm), or empty; "
+                                 f"got {_short(v)}")
+        else:  # pragma: no cover - every kind has a rule
+            raise AssertionError(f"no validation rule for kind {kind!r}")
+
+    def _inside(self, v: float) -> bool:
+        return (self.low is None or v >= self.low) and (self.high is None or v <= self.high)
+
+    def _range(self) -> str:
+        if self.high is None:
+            return f"from {self.low:g} or more"
+        return f"from {self.low:g} to {self.high:g}"
+
+    def slider_range(self, value: float | None = None) -> tuple[float, float]:
+        """The slider's range: its usual range, widened to hold `value` if needed."""
+        assert self.ui is not None
+        lo, hi = self.ui
+        if value is not None:
+            lo, hi = min(lo, value), max(hi, value)
+        return lo, hi
+
+
+def setting(default: Any, stage: str, label: str, help: str, kind: str, **spec: Any) -> Any:
+    """A dataclass field of :class:`Params` carrying its :class:`Setting`."""
+    return dataclasses.field(default=default, metadata={"setting": Setting(stage, label, help, kind, **spec)})
+
+
+def _short(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return (isinstance(v, (int, float)) and not isinstance(v, bool)) and v == v  # not NaN
+
+
+def _gaussian(p: Any) -> bool:
+    return p.filter == "gaussian"
+
+
+def _window(p: Any) -> bool:
+    return p.filter in ("mean", "median")
+
+
+def _background(p: Any) -> bool:
+    return p.background != "none"
+
+
+def _manual(p: Any) -> bool:
+    return p.threshold_method == "manual"
+
+
+def _local(p: Any) -> bool:
+    return p.threshold_method == "local"
+
+
+def _watershed(p: Any) -> bool:
+    return p.split == "watershed"
+
+
+def _peaks(p: Any) -> bool:
+    return p.split == "watershed" and p.seed_method == "peak_local_max"
+
+
+def _hmaxima(p: Any) -> bool:
+    return p.split == "watershed" and p.seed_method == "h_maxima"
+
+
+def _holes(p: Any) -> bool:
+    return p.fill_holes
 
 
 @dataclass(frozen=True)
@@ -198,43 +246,136 @@ class Params:
     """
 
     # plane
-    channel: int | None = None
-    z: int | str | None = None
-    t: int | None = None
+    channel: int | None = setting(
+        None, "plane", "Channel", "Which channel of a multi-channel image holds the nuclei (0 = first).", "plane")
+    z: int | str | None = setting(
+        None, "plane", "Z-slice", "Which z-slice to segment, or 'max' for a maximum-intensity projection of the "
+        "stack.", "z")
+    t: int | None = setting(None, "plane", "Time point", "Which time point to segment (0 = first).", "plane")
     # filter
-    background: str = "none"
-    background_radius: float = 50.0
-    filter: str = "gaussian"
-    sigma: float = 1.0
-    filter_size: int = 3
+    background: str = setting(
+        "none", "filter", "Background",
+        "Subtract uneven background before filtering. Rolling ball (as in Fiji) or white top-hat remove "
+        "structures larger than the radius: use it when one side of the field is brighter than the other. "
+        "Make the radius larger than the largest nucleus. Rolling ball is slow on large images; top-hat is faster.",
+        "choice", choices=BACKGROUNDS)
+    background_radius: float = setting(
+        50.0, "filter", "Radius",
+        "Radius of the background estimate. Make it larger than the largest nucleus, or nuclei get hollowed "
+        "out. Larger = gentler correction, slower.",
+        "float", unit="px", low=1.0, high=250.0, ui=(5.0, 200.0), step=1.0, applies=_background)
+    filter: str = setting(
+        "gaussian", "filter", "Filter",
+        "Noise-reduction filter applied before thresholding. Gaussian blurs smoothly, mean averages a square, "
+        "median removes salt-and-pepper noise and keeps edges.", "choice", choices=FILTERS)
+    sigma: float = setting(
+        1.0, "filter", "Sigma",
+        "Width of the Gaussian blur. Raising it removes more noise and merges texture inside nuclei, but blurs "
+        "edges and can merge touching nuclei.",
+        "float", unit="px", low=0.0, high=50.0, ui=(0.0, 10.0), step=0.1, applies=_gaussian)
+    filter_size: int = setting(
+        3, "filter", "Kernel size",
+        "Side of the square window for the mean or median filter. Larger = smoother mask, fewer speckles, but "
+        "small nuclei shrink or vanish.",
+        "int", unit="px", low=1, high=101, ui=(1, 31), step=1, applies=_window)
     # threshold
-    threshold_method: str = "otsu"
-    threshold_value: float | None = None
-    block_size: int = 51
-    offset: float = 0.0
-    objects: str = "bright"
+    threshold_method: str = setting(
+        "otsu", "threshold", "Method",
+        "How the intensity cutoff is chosen. Automatic methods (Otsu, Li, ...) pick it from the histogram of "
+        "each image, so results are reproducible; 'manual' uses your value; 'local' computes a cutoff for each "
+        "neighbourhood (uneven background).", "choice", choices=THRESHOLD_METHODS)
+    threshold_value: float | None = setting(
+        None, "threshold", "Cutoff",
+        "Cutoff in the image's own intensity units (manual method). Pixels brighter than this are nuclei. "
+        "Raising it gives smaller nuclei and loses dim ones.", "cutoff", applies=_manual)
+    block_size: int = setting(
+        51, "threshold", "Block size",
+        "Local threshold: size (odd) of the neighbourhood each pixel is compared with. Make it a few nuclei "
+        "wide; too small and nuclei become rings.",
+        "int", unit="px", low=3, high=4001, ui=(3, 301), step=2, odd=True, applies=_local)
+    offset: float = setting(
+        0.0, "threshold", "Offset",
+        "Local threshold: subtracted from the neighbourhood mean, in intensity units (as in scikit-image). "
+        "Bright nuclei usually need a negative offset (e.g. -5 to -50): the cutoff is then that much above the "
+        "local mean, so flat background stays black. Raising it lowers the cutoff, so more pixels count as "
+        "nuclei.", "float", low=-1e12, high=1e12, applies=_local)
+    objects: str = setting(
+        "bright", "threshold", "Nuclei are",
+        "Nuclei brighter than the background (fluorescence) or darker (e.g. brightfield).",
+        "choice", choices=POLARITIES)
     # refine
-    min_size: int = 10
-    closing_radius: int = 1
-    opening_radius: int = 0
-    fill_holes: bool = False
-    max_hole_size: int = 0
+    min_size: int = setting(
+        10, "refine", "Remove objects smaller than",
+        "Blobs of the mask smaller than this many pixels are removed (debris, noise), before touching nuclei "
+        "are split, so a split can still leave smaller pieces (see 'max size' for the other end). Raising it "
+        "removes more small objects, and small nuclei with them.",
+        "int", unit="px", low=0, high=10**9, ui=(0, 2000), step=1)
+    closing_radius: int = setting(
+        1, "refine", "Closing radius",
+        "Closing with a disk of this radius smooths the outline and closes small gaps and notches. 0 = off. "
+        "Larger radii can join neighbouring nuclei.",
+        "int", unit="px", low=0, high=50, ui=(0, 10), step=1)
+    opening_radius: int = setting(
+        0, "refine", "Opening radius",
+        "Opening with a disk of this radius removes thin protrusions and breaks thin bridges between nuclei. "
+        "0 = off. Larger radii erode small nuclei.",
+        "int", unit="px", low=0, high=50, ui=(0, 10), step=1)
+    fill_holes: bool = setting(
+        False, "refine", "Fill holes", "Fill holes inside nuclei (dim nucleoli, uneven staining).", "bool")
+    max_hole_size: int = setting(
+        0, "refine", "Largest hole to fill", "Fill only holes up to this many pixels (0 = fill every hole).",
+        "int", unit="px", low=0, high=10**9, applies=_holes)
     # split
-    split: str = "watershed"
-    seed_method: str = "peak_local_max"
-    footprint: int = 25
-    min_distance: int = 10
-    distance_sigma: float = 0.0
-    h: float = 2.0
-    keep_unseeded: bool = False
-    max_size: int = 0
-    exclude_border: bool = False
+    split: str = setting(
+        "watershed", "split", "Method",
+        "Watershed splits touching nuclei using the distance to the background; 'none' keeps every connected "
+        "blob as one object.", "choice", choices=SPLIT_METHODS)
+    seed_method: str = setting(
+        "peak_local_max", "split", "Seeds",
+        "How one seed per nucleus is found on the distance map: local maxima (peak_local_max, as in the course) "
+        "or h-maxima (more robust for irregular nuclei).", "choice", choices=SEED_METHODS, applies=_watershed)
+    footprint: int = setting(
+        25, "split", "Footprint",
+        "Width of the square window in which a seed must be the highest point. Raising it gives fewer seeds: "
+        "fewer splits, more merged nuclei.",
+        "int", unit="px", low=1, high=301, ui=(1, 101), step=1, applies=_peaks)
+    min_distance: int = setting(
+        10, "split", "min_distance",
+        "Minimum distance between two seeds. Raising it merges nuclei that were split; lowering it splits more "
+        "(and may cut single nuclei in two).",
+        "int", unit="px", low=1, high=300, ui=(1, 100), step=1, applies=_peaks)
+    distance_sigma: float = setting(
+        0.0, "split", "Smooth distance map",
+        "Smooth the distance map (Gaussian) before finding seeds, so bumpy outlines don't give extra seeds. "
+        "0 = off. Raising it means fewer splits.",
+        "float", unit="px", low=0.0, high=50.0, ui=(0.0, 10.0), step=0.5, applies=_watershed)
+    h: float = setting(
+        2.0, "split", "h",
+        "h-maxima: a seed must rise at least this many pixels above its surroundings on the distance map. "
+        "Raising it means fewer seeds, fewer splits.",
+        "float", unit="px", low=0.1, high=100.0, ui=(0.1, 20.0), step=0.1, applies=_hmaxima)
+    keep_unseeded: bool = setting(
+        False, "split", "Keep objects without a seed",
+        "Keep objects where no seed was found (often nuclei cut by the border) as one object each, instead of "
+        "dropping them as the course recipe does.", "bool", applies=_watershed)
+    # objects
+    max_size: int = setting(
+        0, "objects", "Remove objects larger than",
+        "Objects larger than this many pixels are removed (clumps, artefacts). 0 = keep all. Applied after "
+        "splitting.", "int", unit="px", low=0, high=10**9)
+    exclude_border: bool = setting(
+        False, "objects", "Remove objects touching the border",
+        "Remove objects that touch the image border: they are cut off, so their area and intensity are wrong.",
+        "bool")
     # measure
-    pixel_size_um: float | None = None
+    pixel_size_um: float | None = setting(
+        None, "measure", "Pixel size",
+        "Size of one pixel in micrometres. When set, areas and lengths are also given in µm.",
+        "pixel_size", unit="µm", low=0.0, high=1e4)
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            _check(f.name, getattr(self, f.name))
+        for name, spec in SETTINGS.items():
+            spec.check(name, getattr(self, name))
         if self.threshold_method == "manual" and self.threshold_value is None:
             raise ValueError(
                 "threshold_value must be set (in the image's intensity units) "
@@ -256,13 +397,11 @@ class Params:
         """Build from a dict; unknown keys and wrong types raise ``ValueError``."""
         if not isinstance(values, dict):
             raise ValueError("settings must be a JSON object of setting names and values")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
+        unknown = [k for k in values if k not in SETTINGS]
         if unknown:
-            raise ValueError(
-                f"unknown setting(s) {', '.join(map(repr, unknown))}; "
-                f"known settings are: {', '.join(sorted(known))}"
-            )
+            shown = ", ".join(_short(k) for k in unknown[:5])
+            more = f" and {len(unknown) - 5:,} more" if len(unknown) > 5 else ""
+            raise ValueError(f"unknown setting(s) {shown}{more}; known settings are: {', '.join(SETTINGS)}")
         return cls(**values)
 
     @classmethod
@@ -272,13 +411,23 @@ class Params:
         Raises
         ------
         ValueError
-            Not JSON, another schema, a newer version, an unknown key or a
-            value of the wrong type or out of range.
+            Larger than :data:`MAX_SETTINGS_BYTES` or nested deeper than
+            :data:`MAX_SETTINGS_DEPTH`, not JSON, another schema, a newer
+            version, an unknown key or a value of the wrong type or out of range.
         """
+        if len(text) > MAX_SETTINGS_BYTES:
+            raise ValueError(
+                f"the file is {len(text) / 1e6:.3g} MB; a settings file of this app is a few hundred "
+                f"bytes (at most {MAX_SETTINGS_BYTES // 1024} kB): is it the right file?"
+            )
         try:
             doc = json.loads(text)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ValueError(f"the settings file is not valid JSON ({exc})") from exc
+            raise ValueError(f"the settings file is not valid JSON ({str(exc)[:100]})") from exc
+        except RecursionError as exc:
+            raise ValueError("the settings file is nested far too deeply to be a settings file") from exc
+        if _depth(doc) > MAX_SETTINGS_DEPTH:
+            raise ValueError("the settings file is nested far too deeply to be a settings file")
         if not isinstance(doc, dict) or doc.get("schema") != SCHEMA_NAME:
             raise ValueError(
                 f"this is not a settings file of this app (expected \"schema\": \"{SCHEMA_NAME}\")"
@@ -286,7 +435,7 @@ class Params:
         version = doc.get("version")
         if not isinstance(version, int) or isinstance(version, bool) or version > SCHEMA_VERSION:
             raise ValueError(
-                f"settings version {version!r} is not supported (this app reads version "
+                f"settings version {_short(version)} is not supported (this app reads version "
                 f"{SCHEMA_VERSION} and older); update the app"
             )
         if "params" not in doc:
@@ -297,80 +446,123 @@ class Params:
         """A copy with some settings changed (validated)."""
         return dataclasses.replace(self, **changes)
 
+    # -- what the stages read ------------------------------------------------
     def stage(self, name: str) -> tuple[Any, ...]:
-        """The values of the fields one stage reads (a cache key)."""
-        return tuple(getattr(self, f) for f in STAGE_FIELDS[name])
+        """The values of the settings one stage reads (a cache key); None for those not in use.
+
+        >>> Params(filter="median").stage("filter")  # sigma is not used by the median
+        ('none', None, 'median', None, 3)
+        """
+        return tuple(getattr(self, f) if self.uses(f) else None for f in STAGE_FIELDS[name])
+
+    def only(self, *stages: str) -> StageView:
+        """These settings, readable only for the fields of `stages`.
+
+        The stage runner hands each stage such a view, so that a stage that
+        starts reading a setting outside its cache key fails loudly instead of
+        reusing a stale result.
+
+        >>> Params().only("filter").sigma
+        1.0
+        >>> Params().only("filter").min_size
+        Traceback (most recent call last):
+        ...
+        AttributeError: the filter stage reads min_size, which is not one of its settings (STAGE_FIELDS)
+        """
+        return StageView(self, stages)
+
+    def uses(self, name: str) -> bool:
+        """Whether setting `name` is used with the other settings as they are (e.g. sigma only for Gaussian)."""
+        applies = SETTINGS[name].applies
+        return applies is None or bool(applies(self))
+
+    # -- in words --------------------------------------------------------------
+    def describe(self) -> list[str]:
+        """The settings in words, one line per step: every setting in use, switches when on.
+
+        >>> Params().describe()  # doctest: +NORMALIZE_WHITESPACE
+        ['Filter: Gaussian, sigma 1 px',
+         'Threshold: Otsu, brighter than background',
+         'Refine: remove objects smaller than 10 px, closing radius 1 px',
+         'Split: watershed (split touching nuclei), seeds local maxima (course), footprint 25 px,
+          min_distance 10 px']
+        """
+        default = Params.__new__(Params)  # the defaults, without validation
+        for name, f in _FIELDS.items():
+            object.__setattr__(default, name, f.default)
+        lines = []
+        for stage in STAGES:
+            words = [w for name in STAGE_FIELDS[stage] if self.uses(name)
+                     for w in [_in_words(name, getattr(self, name), getattr(default, name))] if w]
+            if words:
+                lines.append(f"{STAGE_TITLES[stage]}: {', '.join(words)}")
+        return lines
 
 
-# --- validation -------------------------------------------------------------
+class StageView:
+    """Read-only access to the settings of some stages (see :meth:`Params.only`)."""
 
-_CHOICES: dict[str, tuple[str, ...]] = {
-    "background": BACKGROUNDS,
-    "filter": FILTERS,
-    "threshold_method": THRESHOLD_METHODS,
-    "objects": OBJECTS,
-    "split": SPLIT_METHODS,
-    "seed_method": SEED_METHODS,
+    __slots__ = ("_params", "_stages", "_fields")
+
+    def __init__(self, params: Params, stages: tuple[str, ...]):
+        self._params = params
+        self._stages = stages
+        self._fields = frozenset(f for s in stages for f in STAGE_FIELDS[s])
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self._fields:
+            return getattr(self._params, name)
+        if name in SETTINGS:
+            raise AttributeError(f"the {' and '.join(self._stages)} stage reads {name}, which is not one of its "
+                                 "settings (STAGE_FIELDS)")
+        raise AttributeError(name)
+
+    def uses(self, name: str) -> bool:
+        return self._params.uses(name)
+
+
+# --- derived from the fields: one place per fact -------------------------------------
+
+_FIELDS = {f.name: f for f in fields(Params)}
+SETTINGS: dict[str, Setting] = {name: f.metadata["setting"] for name, f in _FIELDS.items()}
+STAGE_FIELDS: dict[str, tuple[str, ...]] = {
+    stage: tuple(n for n, spec in SETTINGS.items() if spec.stage == stage) for stage in STAGES
 }
-# name -> (minimum, maximum) for numbers; None = no bound
-_INT_RANGES: dict[str, tuple[int, int | None]] = {
-    "filter_size": (1, 501),
-    "block_size": (3, 100001),
-    "min_size": (0, None),
-    "closing_radius": (0, 100),
-    "opening_radius": (0, 100),
-    "max_hole_size": (0, None),
-    "footprint": (1, 1001),
-    "min_distance": (1, 1000),
-    "max_size": (0, None),
-}
-_FLOAT_RANGES: dict[str, tuple[float, float | None]] = {
-    "background_radius": (1.0, 10000.0),
-    "sigma": (0.0, 100.0),
-    "offset": (-1e12, 1e12),
-    "distance_sigma": (0.0, 100.0),
-    "h": (0.1, 1000.0),
-}
-_BOOLS = ("fill_holes", "keep_unseeded", "exclude_border")
+HELP: dict[str, str] = {name: spec.help for name, spec in SETTINGS.items()}
+STAGE_TITLES = {"plane": "Plane", "filter": "Filter", "threshold": "Threshold", "refine": "Refine",
+                "split": "Split", "objects": "Objects", "measure": "Measure"}
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+def _in_words(name: str, value: Any, default: Any) -> str:
+    """One setting in words for :meth:`Params.describe` ('' when there is nothing to say)."""
+    spec = SETTINGS[name]
+    if value is None:
+        return ""
+    if spec.kind == "choice":
+        assert spec.choices is not None
+        label = spec.choices[value].label
+        if value == "none":
+            return "" if name == "background" else "off"
+        if name == "background":
+            return f"{label.lower()} background"
+        prefix = "seeds " if name == "seed_method" else ""
+        return prefix + (label if name in ("filter", "threshold_method") else label[:1].lower() + label[1:])
+    if spec.kind == "bool":
+        return spec.label[:1].lower() + spec.label[1:] if value else ""
+    if spec.kind == "z":
+        return "maximum projection" if value == "max" else f"z-slice {value}"
+    if value == 0 and default == 0 and name != "offset":  # 0 = off, as by default
+        return ""
+    label = spec.label if spec.label[:1].islower() or name == "min_distance" else spec.label[:1].lower() + spec.label[1:]
+    unit = f" {spec.unit}" if spec.unit else ""
+    return f"{label} {value:g}{unit}"
 
 
-def _is_number(v: Any) -> bool:
-    return (isinstance(v, (int, float)) and not isinstance(v, bool)) and v == v  # not NaN
-
-
-def _check(name: str, v: Any) -> None:
-    if name in _CHOICES:
-        if v not in _CHOICES[name]:
-            raise ValueError(f"{name} must be one of {', '.join(_CHOICES[name])}; got {v!r}")
-    elif name in _INT_RANGES:
-        lo, hi = _INT_RANGES[name]
-        if not _is_int(v) or v < lo or (hi is not None and v > hi):
-            rng = f"{lo} to {hi}" if hi is not None else f"{lo} or more"
-            raise ValueError(f"{name} must be a whole number from {rng}; got {v!r}")
-        if name == "block_size" and v % 2 == 0:
-            raise ValueError(f"block_size must be odd; got {v}")
-    elif name in _FLOAT_RANGES:
-        lo, hi = _FLOAT_RANGES[name]
-        if not _is_number(v) or v < lo or (hi is not None and v > hi):
-            raise ValueError(f"{name} must be a number from {lo:g} to {hi:g}; got {v!r}")
-    elif name in _BOOLS:
-        if not isinstance(v, bool):
-            raise ValueError(f"{name} must be true or false; got {v!r}")
-    elif name in ("channel", "t"):
-        if v is not None and (not _is_int(v) or v < 0):
-            raise ValueError(f"{name} must be a whole number 0 or more, or empty; got {v!r}")
-    elif name == "z":
-        if v is not None and v != "max" and (not _is_int(v) or v < 0):
-            raise ValueError(f"z must be a slice number 0 or more, 'max', or empty; got {v!r}")
-    elif name == "threshold_value":
-        if v is not None and (not _is_number(v) or abs(v) == float("inf")):
-            raise ValueError(f"threshold_value must be a number or empty; got {v!r}")
-    elif name == "pixel_size_um":
-        if v is not None and (not _is_number(v) or not 0 < v <= 1e4):
-            raise ValueError(f"pixel_size_um must be a number above 0 (µm), or empty; got {v!r}")
-    else:  # pragma: no cover - every field has a rule
-        raise AssertionError(f"no validation rule for {name}")
+def _depth(doc: Any, level: int = 1) -> int:
+    if level > MAX_SETTINGS_DEPTH:
+        return level
+    if isinstance(doc, dict):
+        return max([_depth(v, level + 1) for v in doc.values()], default=level)
+    if isinstance(doc, list):
+        return max([_depth(v, level + 1) for v in doc], default=level)
+    return level

@@ -6,23 +6,57 @@ The cutoff is always reported in the image's own intensity units.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from skimage import filters as skfilters
 
 from .errors import SegmentationError
-from .params import AUTO_THRESHOLD_METHODS, Params
+from .registry import Method
 
-__all__ = ["ThresholdResult", "auto_threshold", "all_auto_thresholds", "threshold_image"]
+if TYPE_CHECKING:
+    from .params import Params
 
-_FUNCS = {
-    "otsu": skfilters.threshold_otsu,
-    "li": skfilters.threshold_li,
-    "triangle": skfilters.threshold_triangle,
-    "yen": skfilters.threshold_yen,
-    "isodata": skfilters.threshold_isodata,
-    "mean": skfilters.threshold_mean,
-    "minimum": skfilters.threshold_minimum,
+__all__ = [
+    "THRESHOLD_METHODS",
+    "AUTO_THRESHOLD_METHODS",
+    "POLARITIES",
+    "ThresholdResult",
+    "auto_threshold",
+    "all_auto_thresholds",
+    "threshold_image",
+]
+
+
+def _auto(name: str, label: str, help: str) -> Method:
+    """An automatic method of ``skimage.filters``: ``threshold_<name>(image)``."""
+    return Method(label, help, getattr(skfilters, f"threshold_{name}"), f"filters.threshold_{name}(img)")
+
+
+# Every way of choosing the cutoff.  An automatic method's function takes the
+# filtered image and returns one cutoff in its units.
+THRESHOLD_METHODS: dict[str, Method] = {
+    "manual": Method("Manual", "Your own cutoff, in the image's units: drag it along the histogram.",
+                     code='s["threshold_value"]'),
+    "otsu": _auto("otsu", "Otsu", "Splits the histogram into two classes with the least spread in each "
+                  "(the course's default). Best when the histogram has two clear peaks."),
+    "li": _auto("li", "Li", "Minimum cross-entropy: usually a lower cutoff than Otsu, so dim nuclei are kept."),
+    "triangle": _auto("triangle", "Triangle", "A line from the background peak to the brightest bin: for one "
+                      "large background peak with a long tail of few bright nuclei (sparse fields)."),
+    "yen": _auto("yen", "Yen", "Maximum entropy correlation: often a higher cutoff, for bright, well-separated nuclei."),
+    "isodata": _auto("isodata", "IsoData", "Iterative intermeans (Ridler-Calvard, Fiji's 'Default'): close to Otsu."),
+    "mean": _auto("mean", "Mean", "The mean intensity: a crude first look."),
+    "minimum": _auto("minimum", "Minimum", "The valley between the two peaks of the smoothed histogram; finds "
+                     "no cutoff when there is no second peak."),
+    "local": Method("Local (adaptive)", "A cutoff for every neighbourhood ('block size'), for uneven background.",
+                    code='filters.threshold_local(img.astype(float), block_size=s["block_size"], offset=s["offset"])'),
+}
+AUTO_THRESHOLD_METHODS: tuple[str, ...] = tuple(n for n, m in THRESHOLD_METHODS.items() if m.func is not None)
+
+# Which side of the cutoff the nuclei are on.
+POLARITIES: dict[str, Method] = {
+    "bright": Method("Brighter than background", "Fluorescence: nuclei are the pixels above the cutoff."),
+    "dark": Method("Darker than background", "E.g. brightfield or inverted images: nuclei are below the cutoff."),
 }
 
 
@@ -52,7 +86,8 @@ def auto_threshold(image: np.ndarray, method: str) -> float:
     Parameters
     ----------
     image : (M, N) ndarray
-    method : {'otsu', 'li', 'triangle', 'yen', 'isodata', 'mean', 'minimum'}
+    method : str
+        One of :data:`AUTO_THRESHOLD_METHODS`.
 
     Raises
     ------
@@ -60,7 +95,7 @@ def auto_threshold(image: np.ndarray, method: str) -> float:
         When the method finds no cutoff (``minimum`` needs a histogram with two
         peaks) or the image is constant.
     """
-    if method not in _FUNCS:
+    if method not in AUTO_THRESHOLD_METHODS:
         raise ValueError(f"unknown automatic threshold method {method!r}")
     img = np.asarray(image)
     # A constant image has no cutoff; say so instead of returning its value.
@@ -69,7 +104,7 @@ def auto_threshold(image: np.ndarray, method: str) -> float:
             "the filtered image is constant, so no threshold can separate nuclei from background"
         )
     try:
-        return float(_FUNCS[method](img))
+        return float(THRESHOLD_METHODS[method].func(img))
     except RuntimeError as exc:  # threshold_minimum: "Unable to find two maxima"
         raise SegmentationError(
             f"the '{method}' method found no cutoff on this image ({exc}); try Otsu or Li"
@@ -97,6 +132,7 @@ def threshold_image(image: np.ndarray, params: Params) -> ThresholdResult:
     --------
     >>> import numpy as np
     >>> img = np.array([[100, 100, 3000, 3000]], dtype=np.uint16)
+    >>> from segmentation import Params
     >>> r = threshold_image(img, Params(threshold_method="manual", threshold_value=1873))
     >>> r.mask.tolist(), r.value
     ([[False, False, True, True]], 1873.0)

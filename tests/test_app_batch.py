@@ -20,6 +20,7 @@ from streamlit.testing.v1 import AppTest
 
 from segmentation import Params, load_plane, segment
 from segmentation.batch import flag_outliers
+from segmentation.display import format_value
 from segmentation.filters import filter_image
 from segmentation.threshold import threshold_image
 from testdata import ROOT, SAMPLE, require_shared
@@ -46,11 +47,8 @@ def run_to_end(at: AppTest, timeout: float = 120.0, click: bool = True):
         at.button(key="batch_start").click().run()
         assert not at.exception
     job = at.session_state["batch_job"]
-    deadline = time.monotonic() + timeout
-    while job.running:
-        assert time.monotonic() < deadline, f"batch not finished after {timeout} s ({job.done}/{job.total})"
-        time.sleep(0.2)
-        at.run()  # the progress view, as the fragment redraws it in a browser
+    at.run()  # the progress view, as the fragment draws it in a browser
+    assert job.finished.wait(timeout), f"batch not finished after {timeout} s ({job.done}/{job.total})"
     at.run()
     assert not at.exception
     assert not at.error, [e.value for e in at.error]  # the page shows problems as st.error, never a traceback
@@ -165,7 +163,7 @@ def test_fixed_cutoff_is_found_on_the_preview_image(kc167):
     assert not at.exception
     sample, _ = load_plane(SAMPLE)
     expected = threshold_image(filter_image(sample, Params()), Params()).value
-    assert f"**{expected:.6g}**" in texts(at)
+    assert f"**{format_value(expected)}**" in texts(at)
 
     job = run_to_end(at)
     assert job.params.threshold_method == "manual" and job.params.threshold_value == pytest.approx(expected)
@@ -183,6 +181,7 @@ def test_each_image_gets_its_own_cutoff(kc167):
     assert summary["threshold"].nunique() == 5  # listed per image in the summary
 
 
+@pytest.mark.shows_errors
 def test_settings_file(kc167):
     at = batch_page()
     at.file_uploader(key="batch_folder").set_value(upload(kc167[:2])).run()
@@ -197,7 +196,7 @@ def test_settings_file(kc167):
     mine = Params(split="none", min_size=50)
     at.file_uploader(key="batch_settings_file").set_value(("settings.json", mine.to_json().encode(), "application/json")).run()
     assert not at.exception and not at.error
-    assert "**Split**: off" in texts(at) and "remove objects < 50 px" in texts(at)
+    assert "**Split**: off" in texts(at) and "remove objects smaller than 50 px" in texts(at)
     job = run_to_end(at)
     assert job.params == mine
     with zipfile.ZipFile(job.zip_path) as z:
@@ -236,6 +235,7 @@ def test_zip_upload_keeps_folder_names(kc167):
     assert job.report.skipped == ["plate1.zip: plate1/readme.md"]
 
 
+@pytest.mark.shows_errors
 def test_damaged_zip_and_no_images_are_explained():
     at = batch_page()
     at.radio(key="batch_source_kind").set_value("files").run()

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from segmentation.display import format_value
 from segmentation import Params, segment
 from segmentation.filters import filter_image
-from segmentation.threshold import all_auto_thresholds
+from segmentation.threshold import AUTO_THRESHOLD_METHODS, all_auto_thresholds
 
 APP = "../app.py"  # AppTest resolves it against this file's folder
 COMPARE = "pages/compare.py"
@@ -47,7 +48,7 @@ def cell_count(at: AppTest, label: str) -> int:
 def test_filter_grid_renders_on_sample(sample):
     at = open_compare()
     text = markdown(at)
-    for title in ("No filter", "Mean filter", "Gaussian blur", "Median filter"):
+    for title in ("No filter", "Mean filter", "Gaussian filter", "Median filter"):
         assert any(t.startswith(f"**{title}**") for t in text), title
     buttons = cell_buttons(at, "cmp_use_filter_")
     assert len(buttons) == 13  # 'no filter' once, then 4 sizes for 3 filters
@@ -63,15 +64,15 @@ def test_filter_grid_renders_on_sample(sample):
 
 def test_threshold_grid_renders_with_all_cutoffs_on_one_histogram(sample):
     at = open_compare("Threshold")
-    assert len(cell_buttons(at, "cmp_use_threshold_")) == 7
-    assert len(at.main.image) == 7
+    assert len(cell_buttons(at, "cmp_use_threshold_")) == len(AUTO_THRESHOLD_METHODS)
+    assert len(at.main.image) == len(AUTO_THRESHOLD_METHODS)
     expected = all_auto_thresholds(filter_image(sample, Params()))
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     lines = sorted(s["x0"] for s in spec["layout"]["shapes"])
     assert lines == pytest.approx(sorted(v for v in expected.values() if v is not None))
     # the cutoff printed under each cell is the method's own
     assert cell_count(at, "Otsu") == segment(sample, Params()).count
-    assert any(t.endswith(f"nuclei · cutoff {expected['otsu']:.4g}") for t in markdown(at))
+    assert any(t.endswith(f"nuclei · cutoff {format_value(expected['otsu'])}") for t in markdown(at))
 
 
 def test_use_these_settings_changes_what_the_segment_page_shows():
@@ -102,6 +103,7 @@ def test_splitting_sweep_adopts_min_distance_and_footprint(sample):
     assert at.session_state["w_footprint"] == 15 and at.session_state["w_min_distance"] == 5
 
 
+@pytest.mark.shows_errors
 def test_bad_sizes_get_a_plain_message():
     at = open_compare()
     at.text_input(key="cmp_windows").set_value("3, banana").run()
@@ -119,6 +121,7 @@ def test_region_and_tab_survive_a_visit_to_the_segment_page():
     assert any(t.startswith("**Automatic thresholds**") for t in markdown(at))
 
 
+@pytest.mark.shows_errors
 def test_unreadable_image_gives_a_message_not_a_traceback():
     from pages.common import ImageSource
 

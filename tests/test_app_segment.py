@@ -12,6 +12,7 @@ import tifffile
 from streamlit.testing.v1 import AppTest
 
 from segmentation import Params, segment
+from segmentation.display import format_value
 from segmentation.io import load_plane
 from testdata import SAMPLE
 
@@ -40,7 +41,7 @@ def test_default_page_shows_sample_result():
     at = run_app()
     expected = segment(load_plane(SAMPLE)[0], Params())
     assert int(metric(at, "Objects")) == expected.count > 0
-    assert float(metric(at, "Threshold")) == pytest.approx(expected.threshold, rel=1e-5)
+    assert metric(at, "Threshold") == format_value(expected.threshold)
     assert len(at.image) >= 4  # raw, filtered, mask, labels (+ overlay, distance map)
     captions = " ".join(str(i.proto.imgs[0].caption) for i in at.image)
     for name in ("Raw", "Filtered", "Mask", "Labels"):
@@ -101,6 +102,7 @@ def test_settings_json_round_trip_restores_the_result():
     assert at.sidebar.selectbox(key="w_threshold_method").value == "triangle"
 
 
+@pytest.mark.shows_errors
 def test_bad_settings_json_gives_a_message():
     at = run_app()
     at.file_uploader(key="settings_upload").set_value(("s.json", b'{"schema": "x"}', "application/json")).run()
@@ -131,12 +133,13 @@ def test_16bit_multichannel_upload_selects_channel_and_shows_16bit_threshold():
     assert not at.exception
     expected = segment(ch1, Params(channel=1, pixel_size_um=0.65))
     threshold = float(metric(at, "Threshold"))
-    assert threshold == pytest.approx(expected.threshold, rel=1e-5)
+    assert metric(at, "Threshold") == format_value(expected.threshold)
     assert threshold > 500  # 16-bit units, not a 0-1 fraction
     assert int(metric(at, "Objects")) == expected.count
     assert "µm²" in " ".join(m.label for m in at.metric)
 
 
+@pytest.mark.shows_errors
 def test_unreadable_upload_keeps_the_current_image():
     at = run_app()
     before = metric(at, "Objects")
@@ -146,6 +149,7 @@ def test_unreadable_upload_keeps_the_current_image():
     assert metric(at, "Objects") == before
 
 
+@pytest.mark.shows_errors
 def test_constant_image_upload_is_refused_with_a_reason():
     buf = io.BytesIO()
     tifffile.imwrite(buf, np.full((64, 64), 1000, np.uint16))
@@ -198,3 +202,43 @@ def test_object_filters_toggle_without_losing_the_split():
     at.sidebar.number_input(key="w_max_size").set_value(0).run()
     assert int(metric(at, "Objects")) == base
     assert not at.exception and not at.error
+
+
+def test_loaded_settings_beyond_the_sliders_widen_them_instead_of_being_clamped():
+    # bug: these valid values came back as 10, 2000, 200, 20 and 301 after one rerun
+    loaded = Params(closing_radius=20, min_size=5000, background="tophat", background_radius=240.0,
+                    seed_method="h_maxima", h=30.0, threshold_method="local", block_size=501, offset=-5.0)
+    at = run_app()
+    at.file_uploader(key="settings_upload").set_value(("big.json", loaded.to_json().encode(), "application/json")).run()
+    at.run()  # one more rerun, as any widget change would cause
+    assert at.session_state["params"] == loaded
+    for name in ("closing_radius", "min_size", "background_radius", "h", "block_size"):
+        slider = at.sidebar.slider(key=f"w_{name}")
+        assert slider.value == getattr(loaded, name), name
+        assert slider.max == getattr(loaded, name), name  # widened just enough
+    assert sum("Widened" in c.value for c in at.sidebar.caption) == 5
+    at.switch_page("pages/batch.py").run()
+    assert at.session_state["params"] == loaded  # the Batch page runs what was loaded
+
+
+def test_downloads_carry_the_files_pixel_size_when_tuning_on_a_working_copy(monkeypatch):
+    # bug: on a 2x downsampled working copy the page doubled the pixel size, and the
+    # settings JSON and the script were built from that display-only value
+    import segmentation.display
+    import segmentation.export
+
+    monkeypatch.setattr(segmentation.display, "WORKING_COPY_ABOVE", 100 * 100)  # the 512² sample counts as large
+    exported = []
+    real_script = segmentation.export.script_text
+    monkeypatch.setattr(segmentation.export, "script_text", lambda p: exported.append(p) or real_script(p))
+    real_json = Params.to_json
+    monkeypatch.setattr(Params, "to_json", lambda self, *a, **k: exported.append(self) or real_json(self, *a, **k))
+
+    at = run_app()
+    at.sidebar.number_input(key="w_pixel_size_um").set_value(0.65).run()
+    assert any("downsampled copy" in c.label for c in at.checkbox)  # tuning on the working copy
+    assert "µm²" in " ".join(m.label for m in at.metric)
+    exported.clear()
+    at.run()
+    assert exported and {p.pixel_size_um for p in exported} == {0.65}
+    assert at.session_state["params"].pixel_size_um == 0.65

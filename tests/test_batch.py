@@ -17,7 +17,6 @@ from segmentation.batch import (
     SUMMARY_COLUMNS,
     BatchInput,
     collect_inputs,
-    inputs_from_zip,
     output_names,
     process_one,
     run_batch,
@@ -275,34 +274,6 @@ def test_stop_before_start_with_workers(folder, tmp_path):
     assert report.stopped and report.n_ok == 0
     assert report.summary["status"].tolist() == ["not run"]
     assert "summary.csv" in read_zip(report.zip_path)
-
-
-def test_inputs_from_uploaded_zip(sample, tmp_path):
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        z.writestr("imgs/", b"")
-        z.writestr("imgs/sub/one.tif", tiff_bytes(sample[:200, :200]))
-        z.writestr("imgs/two.TIF", tiff_bytes(sample[300:, 300:]))
-        z.writestr("__MACOSX/imgs/sub/._one.tif", b"\x00\x05\x16\x07 mac resource fork")
-        z.writestr("imgs/.hidden.tif", b"junk")
-        z.writestr("imgs/readme.txt", "some notes")
-    inputs, skipped = inputs_from_zip(buf.getvalue(), "upload.zip")
-    assert [i.name for i in inputs] == ["imgs/sub/one.tif", "imgs/two.TIF"]
-    assert all(isinstance(i.source, bytes) for i in inputs)
-    assert skipped == ["imgs/readme.txt"]
-
-    report = run_batch(inputs, PARAMS, tmp_path / "r.zip", workers=1, skipped=skipped)
-    assert report.n_ok == 2 and not report.errors
-    files = read_zip(report.zip_path)
-    np.testing.assert_array_equal(
-        tifffile.imread(io.BytesIO(files["labels/imgs/sub/one.tif"])), segment(sample[:200, :200], PARAMS).labels
-    )
-    assert "labels/imgs/two.tif" in files
-
-
-def test_inputs_from_zip_rejects_a_non_zip():
-    with pytest.raises(ImageReadError, match="'bad.zip'.*not a valid zip"):
-        inputs_from_zip(b"PK but not really", "bad.zip")
 
 
 def test_process_one_never_raises(tmp_path):

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import threading
-import time
-
 import numpy as np
 import pytest
 
 from segmentation import Params, segment
+from segmentation.cache import Cache
 from segmentation.compare import (
-    CellCache,
-    CellResult,
     cell_key,
     compute_cell,
-    compute_cells,
     crop_box,
-    describe,
     enlarge,
     filter_grid,
     mask_picture,
@@ -27,7 +21,6 @@ from segmentation.compare import (
     split_lines,
     threshold_cells,
 )
-from segmentation.filters import filter_image
 from segmentation.params import AUTO_THRESHOLD_METHODS
 
 
@@ -52,9 +45,11 @@ def _cells_to_check() -> list[Params]:
 
 
 def test_cells_equal_segment(sample):
+    cache = Cache(max_bytes=1 << 30, workers=2)
     params_list = _cells_to_check()
-    results = compute_cells(sample, params_list, workers=2)
-    for params, got in zip(params_list, results):
+    futures = [cache.submit(("cell", cell_key(p)), compute_cell, sample, p, "sample", cache) for p in params_list]
+    for params, future in zip(params_list, futures):
+        got = future.result()
         ref = segment(sample, params)
         assert got.error is None
         assert np.array_equal(got.mask, ref.mask), params
@@ -63,13 +58,18 @@ def test_cells_equal_segment(sample):
         assert got.count == ref.count
 
 
-def test_shared_filtered_image_gives_the_same_cells(sample):
+def test_cells_share_the_stages_they_have_in_common(sample):
+    cache = Cache(max_bytes=1 << 30)
     p = Params(filter="median", filter_size=3)
-    filtered = filter_image(sample, p)
-    for cell in threshold_cells(p)[:3]:
-        a = compute_cell(sample, cell.params, filtered=filtered)
-        b = compute_cell(sample, cell.params)
-        assert np.array_equal(a.labels, b.labels) and a.threshold == b.threshold
+    first = compute_cell(sample, threshold_cells(p)[0].params, "sample", cache)
+    filters_kept = [k for k in cache._done if "filter" in k and "threshold" not in k]
+    for cell in threshold_cells(p)[1:3]:
+        shared = compute_cell(sample, cell.params, "sample", cache)
+        alone = compute_cell(sample, cell.params)
+        assert np.array_equal(shared.labels, alone.labels) and shared.threshold == alone.threshold
+    # one filtered image for every threshold cell
+    assert len([k for k in cache._done if "filter" in k and "threshold" not in k]) == len(filters_kept) == 1
+    assert first.count > 0
 
 
 def test_cell_without_cutoff_reports_instead_of_raising():
@@ -80,10 +80,10 @@ def test_cell_without_cutoff_reports_instead_of_raising():
     assert res.mask is None and res.count == 0
 
 
-def test_labels_are_stored_small(sample):
-    res = compute_cell(sample, Params())
-    assert res.labels.dtype == np.uint16 and not res.labels.flags.writeable
-    assert res.nbytes == res.mask.nbytes + res.labels.nbytes
+def test_cached_cells_are_read_only(sample):
+    cache = Cache(max_bytes=1 << 30)
+    res = compute_cell(sample, Params(), "sample", cache)
+    assert not res.labels.flags.writeable and not res.mask.flags.writeable
 
 
 # --- the grids ------------------------------------------------------------------------
@@ -149,69 +149,6 @@ def test_parse_values_explains_bad_input(text, kwargs, message):
 def test_parse_values_sorts_and_deduplicates():
     assert parse_values("15 3,9;;3", integer=True, low=1, high=31, what="sizes") == (3, 9, 15)
     assert parse_values(" 0.5, 2 ", integer=False, low=0.1, high=10, what="sigmas", step=0.1) == (0.5, 2.0)
-
-
-def test_describe_names_the_compared_settings():
-    text = describe(Params(filter="median", filter_size=9, threshold_method="li", min_distance=7))
-    assert text == "Median filter 9 × 9 px → Li → watershed (footprint 25, min_distance 7)"
-    assert describe(Params(filter="none", threshold_method="manual", threshold_value=50, split="none")) == (
-        "no filter → manual cutoff 50 → no splitting"
-    )
-
-
-# --- the cache ------------------------------------------------------------------------
-
-
-def _slow_result(nbytes: int, calls: list, delay: float = 0.05) -> CellResult:
-    calls.append(threading.get_ident())
-    time.sleep(delay)
-    return CellResult(np.zeros(nbytes, bool), None, 1.0, 1, delay)
-
-
-def test_cache_computes_each_key_once_and_shares_running_work():
-    cache = CellCache(max_bytes=10_000, workers=2)
-    calls: list = []
-    f1 = cache.submit("a", _slow_result, 100, calls, 0.2)
-    f2 = cache.submit("a", _slow_result, 100, calls, 0.2)  # while running: the same future
-    assert f2 is f1
-    f1.result()
-    time.sleep(0.05)  # the keeping callback runs right after the result is set
-    f3 = cache.submit("a", _slow_result, 100, calls)
-    assert f3.done() and f3.result() is f1.result()
-    assert len(calls) == 1 and "a" in cache and len(cache) == 1
-
-
-def test_cache_runs_in_parallel():
-    cache = CellCache(max_bytes=10_000, workers=2)
-    calls: list = []
-    start = time.perf_counter()
-    futures = [cache.submit(k, _slow_result, 10, calls, 0.3) for k in "ab"]
-    [f.result() for f in futures]
-    assert time.perf_counter() - start < 0.55
-    assert len(set(calls)) == 2
-
-
-def test_cache_drops_least_recently_used_beyond_its_size():
-    cache = CellCache(max_bytes=250, workers=1)
-    calls: list = []
-    for key in "abc":
-        cache.submit(key, _slow_result, 100, calls, 0).result()
-        time.sleep(0.02)
-    assert "a" not in cache and "b" in cache and "c" in cache
-    assert cache.nbytes == 200
-
-
-def test_cache_keeps_no_failure():
-    cache = CellCache(workers=1)
-
-    def boom():
-        raise RuntimeError("no")
-
-    with pytest.raises(RuntimeError):
-        cache.submit("x", boom).result()
-    time.sleep(0.02)
-    assert "x" not in cache
-    assert cache.submit("x", lambda: CellResult(None, None, None, 0, 0.0)).result().count == 0
 
 
 # --- pictures -------------------------------------------------------------------------

@@ -16,7 +16,9 @@ import tifffile
 from PIL import Image
 from skimage.segmentation import find_boundaries
 
-from testdata import SAMPLE, shared_images
+from scipy import ndimage as ndi
+
+from testdata import SAMPLE, script_call, shared_images
 from segmentation import Params, segment
 from segmentation.display import OUTLINE_RGB
 from segmentation.export import (
@@ -26,9 +28,14 @@ from segmentation.export import (
     mask_tiff,
     overlay_png,
     script_text,
-    write_outputs,
+    zip_path,
+    ZIP_LAYOUT,
+    layout_markdown,
 )
+from segmentation.filters import BACKGROUNDS, FILTERS, apply_filter, subtract_background
 from segmentation.io import load_plane
+from segmentation.split import SEED_METHODS, find_seeds
+from segmentation.threshold import THRESHOLD_METHODS, threshold_image
 
 
 def same_up_to_renumbering(a: np.ndarray, b: np.ndarray) -> bool:
@@ -92,13 +99,18 @@ def test_csv_bytes_round_trip(result):
     np.testing.assert_allclose(back["area_px2"], result.measurements["area_px2"])
 
 
-def test_image_outputs_and_write_outputs(result, tmp_path):
+def test_image_outputs_follow_the_zip_layout(result):
     files = image_outputs(result, "exp1/img")
     assert set(files) == {"labels/exp1/img.tif", "masks/exp1/img.tif", "overlays/exp1/img.png", "measurements/exp1/img.csv"}
-    written = write_outputs(result, tmp_path, "exp1/img")
-    assert sorted(p.relative_to(tmp_path).as_posix() for p in written) == sorted(files)
-    np.testing.assert_array_equal(tifffile.imread(tmp_path / "labels/exp1/img.tif"), result.labels)
-    assert len(pd.read_csv(tmp_path / "measurements/exp1/img.csv")) == result.count
+    assert set(files) == {zip_path(k, "exp1/img") for k in ("labels", "masks", "overlays", "measurements")}
+    np.testing.assert_array_equal(tifffile.imread(io.BytesIO(files["labels/exp1/img.tif"])), result.labels)
+    assert len(pd.read_csv(io.BytesIO(files["measurements/exp1/img.csv"]))) == result.count
+
+
+def test_readme_table_is_the_zip_layout():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert layout_markdown() in readme, "README.md's zip table differs from export.ZIP_LAYOUT: paste layout_markdown()"
+    assert len(ZIP_LAYOUT) == layout_markdown().count("\n| `")
 
 
 # --- the standalone script ----------------------------------------------------------
@@ -240,10 +252,37 @@ def test_script_picks_channel_and_max_projection_like_segment(script_runs, sampl
     )
 
 
-def test_inner_boundaries_equal_find_boundaries(result):
-    from segmentation.display import inner_boundaries
+# --- each registry entry's code in the script equals the app's function --------------------
+# (so that adding a method to a registry is one entry: the script takes its code from there)
 
-    rng = np.random.default_rng(0)
-    cases = [result.labels, result.removed, rng.integers(0, 4, (37, 53)), np.zeros((5, 6), int)]
-    for labels in cases:
-        np.testing.assert_array_equal(inner_boundaries(labels), find_boundaries(labels, mode="inner"))
+
+@pytest.mark.parametrize("name", list(FILTERS))
+def test_script_code_of_every_filter_equals_the_app(sample, name):
+    s = Params(filter=name, sigma=1.5, filter_size=5).to_dict()
+    np.testing.assert_array_equal(script_call(FILTERS[name], img=sample, s=s), apply_filter(sample, name, 1.5, 5))
+
+
+@pytest.mark.parametrize("name", [n for n in BACKGROUNDS if n != "none"])
+def test_script_code_of_every_background_equals_the_app(sample, name):
+    s = Params(background=name, background_radius=12.0).to_dict()
+    np.testing.assert_array_equal(script_call(BACKGROUNDS[name], img=sample[:128, :128].astype(float), s=s),
+                                  subtract_background(sample[:128, :128], name, 12.0))
+
+
+@pytest.mark.parametrize("name", list(SEED_METHODS))
+def test_script_code_of_every_seed_method_equals_the_app(sample, name):
+    params = Params(seed_method=name, footprint=9, min_distance=4, h=1.5)
+    mask = segment(sample, params).mask
+    distance = ndi.distance_transform_edt(mask)
+    markers, _ = find_seeds(distance, mask, params)
+    np.testing.assert_array_equal(script_call(SEED_METHODS[name], distance=distance, mask=mask, s=params.to_dict()),
+                                  markers)
+
+
+def test_script_code_of_manual_and_local_thresholds_equals_the_app(sample):
+    img = sample.astype(float)
+    manual = Params(threshold_method="manual", threshold_value=33.5)
+    assert script_call(THRESHOLD_METHODS["manual"], img=img, s=manual.to_dict()) == 33.5
+    local = Params(threshold_method="local", block_size=31, offset=-2.0)
+    cutoff = script_call(THRESHOLD_METHODS["local"], img=img, s=local.to_dict())
+    np.testing.assert_array_equal(img > cutoff, threshold_image(img, local).mask)

@@ -10,6 +10,8 @@ import pytest
 from segmentation.params import (
     AUTO_THRESHOLD_METHODS,
     HELP,
+    MAX_SETTINGS_BYTES,
+    SETTINGS,
     SCHEMA_NAME,
     SCHEMA_VERSION,
     STAGE_FIELDS,
@@ -189,6 +191,96 @@ def test_stage_key_changes_only_for_its_own_fields():
     assert {a: 1}[Params()] == 1 and b not in {a: 1}
 
 
-def test_threshold_methods_lists():
-    assert THRESHOLD_METHODS[0] == "manual" and THRESHOLD_METHODS[-1] == "local"
-    assert set(AUTO_THRESHOLD_METHODS) == {"otsu", "li", "triangle", "yen", "isodata", "mean", "minimum"}
+def test_threshold_methods_registry():
+    names = list(THRESHOLD_METHODS)
+    assert names[0] == "manual" and names[-1] == "local"
+    assert {"otsu", "li", "triangle", "yen", "isodata", "mean", "minimum"} <= set(AUTO_THRESHOLD_METHODS)
+    for name, method in THRESHOLD_METHODS.items():
+        assert method.label and method.help and method.code, name
+        assert (method.func is not None) == (name in AUTO_THRESHOLD_METHODS)
+
+
+def test_every_setting_carries_its_range_next_to_its_validation():
+    for name, spec in SETTINGS.items():
+        assert spec.label and spec.help.strip() and spec.stage in STAGE_FIELDS, name
+        if spec.ui is not None:  # the slider's usual range lies inside the valid range
+            lo, hi = spec.ui
+            assert spec.low <= lo < hi and (spec.high is None or hi <= spec.high), name
+            assert spec.step, name
+            Params().replace(**{name: type(getattr(Params(), name))(hi)})  # the slider's top is valid
+        if spec.kind == "choice":
+            assert getattr(Params(), name) in spec.choices, name
+            assert all(m.label and m.help for m in spec.choices.values()), name
+
+
+def test_a_valid_value_outside_the_slider_widens_it_and_an_invalid_one_is_refused():
+    # the settings of the bug report: valid, but above the sliders' usual ranges
+    loaded = Params(closing_radius=20, min_size=5000, background="tophat", background_radius=240.0, h=30.0,
+                    seed_method="h_maxima", threshold_method="local", block_size=501)
+    for name in ("closing_radius", "min_size", "background_radius", "h", "block_size"):
+        value = getattr(loaded, name)
+        lo, hi = SETTINGS[name].slider_range(value)
+        assert lo <= value <= hi and hi == value, name
+        assert SETTINGS[name].slider_range(None) == SETTINGS[name].ui
+    with pytest.raises(ValueError, match="closing_radius"):
+        Params(closing_radius=int(SETTINGS["closing_radius"].high) + 1)
+
+
+@pytest.mark.parametrize("changes", [{"filter_size": 501}, {"background_radius": 1000.0}, {"sigma": 100.0}])
+def test_settings_that_cannot_be_useful_are_out_of_range(changes):
+    with pytest.raises(ValueError, match=next(iter(changes))):
+        Params(**changes)
+
+
+def test_stage_view_refuses_settings_of_other_stages():
+    view = Params(sigma=2.0).only("filter")
+    assert view.sigma == 2.0 and view.filter == "gaussian"
+    with pytest.raises(AttributeError, match="filter stage reads min_size"):
+        view.min_size
+    both = Params().only("threshold", "measure")
+    assert both.objects == "bright" and both.pixel_size_um is None
+
+
+def test_stage_key_leaves_out_settings_not_in_use():
+    g = Params(filter="gaussian", sigma=2.0)
+    assert g.replace(filter_size=9).stage("filter") == g.stage("filter")
+    assert g.replace(sigma=3.0).stage("filter") != g.stage("filter")
+    assert Params(threshold_value=5.0).stage("threshold") == Params().stage("threshold")  # only 'manual' uses it
+    assert Params(seed_method="h_maxima", footprint=9).stage("split") == Params(seed_method="h_maxima").stage("split")
+
+
+def test_describe_lists_every_setting_in_use_and_every_switch_that_is_on():
+    lines = Params(background="rolling_ball", filter="median", filter_size=5, threshold_method="manual",
+                   threshold_value=100.5, closing_radius=0, fill_holes=True, seed_method="h_maxima",
+                   keep_unseeded=True, exclude_border=True, pixel_size_um=0.65, z="max", channel=1).describe()
+    text = "\n".join(lines)
+    for words in ("channel 1", "maximum projection", "rolling ball background, radius 50 px", "Median",
+                  "kernel size 5 px", "Manual, cutoff 100.5", "closing radius 0 px", "fill holes", "h-maxima",
+                  "h 2 px", "keep objects without a seed", "remove objects touching the border",
+                  "pixel size 0.65 µm"):
+        assert words in text, words
+    assert "sigma" not in text and "footprint" not in text  # not in use with these choices
+    assert [line.split(":")[0] for line in lines] == ["Plane", "Filter", "Threshold", "Refine", "Split",
+                                                      "Objects", "Measure"]
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[" * 5000 + "]" * 5000, "nested far too deeply"),
+        ('{"schema": "nuclei-segmentation-settings", "version": 1, "params": ' + "[" * 20 + "]" * 20 + "}",
+         "nested far too deeply"),
+        (" " * (MAX_SETTINGS_BYTES + 1), "a settings file of this app is a few hundred bytes"),
+    ],
+    ids=["deep", "deep-inside", "huge"],
+)
+def test_settings_json_is_bounded_in_size_and_depth(text, message):
+    with pytest.raises(ValueError, match=message):
+        Params.from_json(text)
+
+
+def test_many_unknown_keys_give_a_short_message():
+    values = {f"key{i}": i for i in range(10_000)}
+    with pytest.raises(ValueError) as info:
+        Params.from_dict(values)
+    assert len(str(info.value)) < 1000 and "9,995 more" in str(info.value)

@@ -14,7 +14,7 @@ from skimage.measure import label
 from skimage.morphology import closing, disk, remove_small_objects
 from skimage.segmentation import watershed
 
-from testdata import SAMPLE, shared_images
+from testdata import SAMPLE, require_shared
 from segmentation import ImageReadError, Params, segment
 
 
@@ -41,14 +41,22 @@ def same_up_to_renumbering(a: np.ndarray, b: np.ndarray) -> bool:
     return len(np.unique(pairs[0])) == pairs.shape[1] == len(np.unique(pairs[1]))
 
 
-RECIPE_IMAGES = [SAMPLE, *shared_images("bobiac_course/images/*.tif"), *shared_images("bbbc007_kc167_dna/images/*.tif")[:2], *shared_images("nih3t3_hoechst/images/dna-0.png")]
+# the sample, then real images from ../shared/data (each case skips, saying why, when the folder is absent)
+RECIPE_IMAGES = [
+    "sample",
+    "bobiac_course/images/u2os_hoechst_003.tif",
+    "bobiac_course/images/bg_corr_nuclei_07.tif",
+    "bbbc007_kc167_dna/images/17P1_POS0013_D_1UL.tif",
+    "bbbc007_kc167_dna/images/20P1_POS0005_D_1UL.tif",
+    "nih3t3_hoechst/images/dna-0.png",
+]
 
 
-@pytest.mark.parametrize("path", RECIPE_IMAGES, ids=lambda p: p.name)
-def test_default_params_equal_course_recipe(path):
+@pytest.mark.parametrize("name", RECIPE_IMAGES)
+def test_default_params_equal_course_recipe(name):
     from segmentation.io import load_plane
 
-    image, _ = load_plane(path)
+    image, _ = load_plane(SAMPLE if name == "sample" else require_shared(name)[0])
     expected = course_recipe(image)
     result = segment(image, Params())
     assert result.labels.dtype == np.uint32
@@ -115,12 +123,12 @@ def test_no_objects_gives_warning_not_error():
     assert result.warnings
 
 
-@pytest.mark.parametrize("path", RECIPE_IMAGES, ids=lambda p: p.name)
-def test_distance_map_equals_scipy_edt_on_real_masks(path):
+@pytest.mark.parametrize("name", RECIPE_IMAGES)
+def test_distance_map_equals_scipy_edt_on_real_masks(name):
     from segmentation.io import load_plane
     from segmentation.split import distance_map
 
-    image, _ = load_plane(path)
+    image, _ = load_plane(SAMPLE if name == "sample" else require_shared(name)[0])
     mask = segment(image, Params(split="none")).mask
     assert mask.any() and not mask.all()
     np.testing.assert_array_equal(distance_map(mask), ndi.distance_transform_edt(mask))
@@ -149,12 +157,12 @@ def test_measure_cache_gives_the_same_table(sample):
     assert len(cache) > len(fresh)  # objects of earlier settings are kept
 
 
-@pytest.mark.parametrize("path", RECIPE_IMAGES[:3], ids=lambda p: p.name)
-def test_split_with_cache_equals_plain_calls(path):
+@pytest.mark.parametrize("name", RECIPE_IMAGES[:3])
+def test_split_with_cache_equals_plain_calls(name):
     from segmentation.io import load_plane
     from segmentation.split import find_seeds, split_objects
 
-    image, _ = load_plane(path)
+    image, _ = load_plane(SAMPLE if name == "sample" else require_shared(name)[0])
     cache: dict = {}
     variants = [Params(), Params(min_size=80), Params(min_distance=5, footprint=9), Params(min_size=80),
                 Params(distance_sigma=2.0), Params(seed_method="h_maxima", h=1.5), Params()]

@@ -11,8 +11,7 @@ from skimage.filters import gaussian, threshold_otsu
 from skimage.segmentation import watershed
 
 from segmentation.params import Params
-import segmentation.split as split_module
-from segmentation.split import distance_map, find_seeds, split_objects, watershed_by_object
+from segmentation.split import distance_map, find_seeds, split_objects
 
 
 def watershed_recipe(mask, footprint=25, min_distance=10, distance_sigma=0.0):
@@ -196,9 +195,6 @@ def test_h_maxima_merges_two_equal_tops_joined_by_a_shallow_dip():
     assert measure.label(morphology.h_maxima(distance, 2.0)).max() == 2
 
 
-# --- the watershed flooded object by object equals the single whole-image call ------------
-
-
 def touching_disks(seed: int, size: int = 192, n: int = 28) -> np.ndarray:
     """Random discs, many overlapping: clumps with seeds of equal height."""
     rng = np.random.default_rng(seed)
@@ -217,62 +213,6 @@ SPLIT_SETTINGS = [
     Params(seed_method="h_maxima", h=1.0),
     Params(seed_method="h_maxima", h=3.0),
 ]
-
-
-@pytest.mark.parametrize("params", SPLIT_SETTINGS, ids=lambda p: f"{p.seed_method}-{p.footprint}-{p.min_distance}-"
-                         f"{p.distance_sigma}-{p.h}")
-def test_watershed_by_object_equals_one_whole_image_call(params):
-    for seed in range(12):
-        mask = touching_disks(seed)
-        distance = distance_map(mask, params.distance_sigma)
-        markers, _ = find_seeds(distance, mask, params)
-        expected = watershed(-distance, markers, mask=mask)
-        np.testing.assert_array_equal(watershed_by_object(distance, markers, mask), expected, err_msg=f"seed {seed}")
-
-
-def whole_image_calls(monkeypatch) -> list:
-    """Record the shape of every skimage watershed call made by the split module."""
-    shapes = []
-    real = split_module.segmentation.watershed
-
-    def spy(image, markers, **kwargs):
-        shapes.append(image.shape)
-        return real(image, markers, **kwargs)
-
-    monkeypatch.setattr(split_module.segmentation, "watershed", spy)
-    return shapes
-
-
-def test_symmetric_clump_whose_answer_depends_on_seed_order_floods_the_whole_image(monkeypatch):
-    # two equal discs overlapping symmetrically: the seeds tie, and pixels on the
-    # mirror line go to whichever seed the queue takes first
-    mask = disk((40, 61), 20, 20, 12) | disk((40, 61), 20, 40, 12)
-    mask |= disk((40, 61), 5, 55, 3)  # an unrelated small object elsewhere
-    distance = ndi.distance_transform_edt(mask)
-    markers = np.zeros(mask.shape, np.int32)
-    markers[20, 20], markers[20, 40], markers[5, 55] = 1, 2, 3
-    assert distance[20, 20] == distance[20, 40]
-    calls = whole_image_calls(monkeypatch)
-    out = watershed_by_object(distance, markers, mask)
-    np.testing.assert_array_equal(out, watershed(-distance, markers, mask=mask))
-    assert mask.shape in calls, "the tie should be handed to one whole-image call"
-
-
-def test_tied_seeds_whose_order_does_not_matter_stay_object_by_object(sample, monkeypatch):
-    smooth = gaussian(sample, sigma=1, preserve_range=True)
-    mask = morphology.closing(morphology.remove_small_objects(smooth > threshold_otsu(smooth), max_size=9),
-                              morphology.disk(1))
-    distance = distance_map(mask)
-    markers, _ = find_seeds(distance, mask, Params())
-    # precondition: some object of the sample holds two seeds of exactly equal height
-    objects, _ = ndi.label(mask)
-    px = np.flatnonzero(markers)
-    pairs = np.stack([objects.ravel()[px], distance.ravel()[px]])
-    assert np.unique(pairs, axis=1).shape[1] < px.size
-    calls = whole_image_calls(monkeypatch)
-    out = watershed_by_object(distance, markers, mask)
-    np.testing.assert_array_equal(out, watershed(-distance, markers, mask=mask))
-    assert calls and mask.shape not in calls
 
 
 @pytest.mark.parametrize("seed", range(6))

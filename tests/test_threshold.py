@@ -10,9 +10,17 @@ from testdata import require_shared
 from segmentation.errors import SegmentationError
 from segmentation.filters import filter_image
 from segmentation.params import AUTO_THRESHOLD_METHODS, Params
-from segmentation.threshold import all_auto_thresholds, auto_threshold, threshold_image
+from segmentation.threshold import THRESHOLD_METHODS, all_auto_thresholds, auto_threshold, threshold_image
+from testdata import script_call
 
-PLAIN = {m: getattr(skfilters, f"threshold_{m}") for m in AUTO_THRESHOLD_METHODS}
+# each method as the exported script calls it (for the course's methods: skimage.filters.threshold_<name>)
+PLAIN = {m: (lambda img, m=m: script_call(THRESHOLD_METHODS[m], img=img)) for m in AUTO_THRESHOLD_METHODS}
+
+
+def test_the_course_methods_are_the_plain_scikit_image_calls():
+    for m in ("otsu", "li", "triangle", "yen", "isodata", "mean", "minimum"):
+        assert THRESHOLD_METHODS[m].code == f"filters.threshold_{m}(img)"
+        assert THRESHOLD_METHODS[m].func is getattr(skfilters, f"threshold_{m}")
 
 
 @pytest.fixture(scope="module")

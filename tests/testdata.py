@@ -23,3 +23,22 @@ def require_shared(pattern: str = "*/images/*") -> list[Path]:
     if not files:
         pytest.skip(f"real test images not found in {SHARED_DATA} (the shared data folder is absent)")
     return files
+
+
+def script_call(method, **names):
+    """Run a registry entry's ``code``: the plain scikit-image/scipy call the exported script makes."""
+    import skimage
+    from scipy import ndimage as ndi
+    from skimage import filters, measure, morphology, restoration, segmentation
+    from skimage.feature import peak_local_max
+
+    scope = {"np": np, "ndi": ndi, "filters": filters, "measure": measure, "morphology": morphology,
+             "restoration": restoration, "segmentation": segmentation, "peak_local_max": peak_local_max,
+             "skimage": skimage, "peaks_to_mask": _peaks_to_mask}
+    return eval(method.code, scope, {"s": {}, **names})  # noqa: S307 - our own registry's code
+
+
+def _peaks_to_mask(coords, shape):
+    peaks = np.zeros(shape, dtype=bool)
+    peaks[tuple(coords.T)] = True
+    return peaks

@@ -1,0 +1,149 @@
+"""segmentation/_watershed.py: flooded object by object, the labels of one whole-image watershed call.
+
+The random comparison reaches every branch of the tie handling (the cap on
+orders, both reasons :func:`_can_go_first` refuses, orders that agree and
+orders that disagree), so deleting a guard turns this file red.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+from skimage import morphology
+from skimage.filters import gaussian, threshold_otsu
+from skimage.segmentation import watershed
+
+from segmentation._watershed import watershed_by_object
+from segmentation.params import Params
+from segmentation.split import distance_map, find_seeds
+from test_split import SPLIT_SETTINGS, disk, touching_disks
+
+
+@pytest.mark.parametrize("params", SPLIT_SETTINGS, ids=lambda p: f"{p.seed_method}-{p.footprint}-{p.min_distance}-"
+                         f"{p.distance_sigma}-{p.h}")
+def test_equals_one_whole_image_call_on_real_seeds(params):
+    for seed in range(12):
+        mask = touching_disks(seed)
+        distance = distance_map(mask, params.distance_sigma)
+        markers, _ = find_seeds(distance, mask, params)
+        expected = watershed(-distance, markers, mask=mask)
+        np.testing.assert_array_equal(watershed_by_object(distance, markers, mask), expected, err_msg=f"seed {seed}")
+
+
+def random_case(rng: np.random.Generator):
+    """A small mask, a height map with many exact ties, and seeds: often tied, sometimes a lower one,
+    sometimes with pixels one ulp below the tied seeds' level."""
+    h, w = rng.integers(10, 28, 2)
+    kind = rng.integers(3)
+    mask = ndi.binary_dilation(rng.random((h, w)) < 0.08, iterations=int(rng.integers(1, 4)))
+    pixels = np.flatnonzero(mask)
+    if pixels.size < 4:
+        return None
+    if kind == 0:
+        distance = ndi.distance_transform_edt(mask)
+    elif kind == 1:
+        distance = np.round(ndi.distance_transform_edt(mask) * 2) / 2
+    else:
+        distance = rng.integers(0, 4, (h, w)).astype(float)
+    chosen = rng.choice(pixels, size=min(int(rng.integers(2, 7)), pixels.size), replace=False)
+    level = distance.ravel()[chosen].max()
+    if rng.random() < 0.7:
+        distance.ravel()[chosen] = level  # tied seeds
+    if rng.random() < 0.5:  # a lower seed (higher on the distance map)
+        extra = rng.choice(pixels)
+        distance.ravel()[extra] = level + 1
+        chosen = np.append(chosen, extra)
+    if rng.random() < 0.5:  # pixels an ulp below the tied seeds
+        nudged = (rng.random(distance.shape) < 0.15) & mask
+        nudged.ravel()[chosen] = False
+        distance[nudged] = np.nextafter(level, np.inf)
+    markers = np.zeros(mask.shape, np.int32)
+    same_labels = rng.random() < 0.3
+    markers.ravel()[chosen] = rng.integers(1, 4, chosen.size) if same_labels else np.arange(1, chosen.size + 1)
+    return distance, markers, mask
+
+
+def test_random_ties_equal_one_whole_image_call_and_reach_every_branch():
+    rng = np.random.default_rng(20261130)
+    trace: Counter = Counter()
+    for i in range(1500):
+        case = random_case(rng)
+        if case is None:
+            continue
+        distance, markers, mask = case
+        got = watershed_by_object(distance, markers, mask, trace=trace)
+        np.testing.assert_array_equal(got, watershed(-distance, markers, mask=mask), err_msg=f"case {i}")
+    for branch in ("flooded", "orders_agree", "orders_disagree", "too_many_orders",
+                   "cannot_go_first: pixel_just_below", "cannot_go_first: lower_neighbour"):
+        assert trace[branch] > 0, f"the random cases never reached {branch!r}: {dict(trace)}"
+    assert trace["time_bound"] == 0, "the search over orders should stay far below its time bound"
+
+
+def test_a_pixel_just_below_tied_seeds_sends_the_image_to_one_call():
+    # Seeds 1 and 5 tie at distance 3; seed 6 (distance 4) floods through pixels at 3 + 1 ulp, which the
+    # whole-image queue takes before the tied seeds. Lowering the tied seeds to order them would take them first.
+    just = np.nextafter(3.0, np.inf)
+    distance = np.array([
+        [2.0, 1.5, 3.0, 0.0, 0.0], [2.0, 1.0, 0.0, 0.0, 0.0], [2.0, 1.5, 4.0, 0.0, 0.0],
+        [3.0, just, just, 0.0, 0.0], [3.0, 2.0, 1.5, just, 0.0], [2.0, 2.0, 2.0, 1.5, just],
+        [1.0, 1.5, 1.5, 1.0, 0.0], [0.0, 1.0, 1.0, 0.0, 0.0],
+    ])
+    mask = distance > 0
+    markers = np.zeros(mask.shape, np.int32)
+    markers[0, 2], markers[2, 2], markers[4, 0] = 1, 6, 5
+    trace: Counter = Counter()
+    got = watershed_by_object(distance, markers, mask, trace=trace)
+    np.testing.assert_array_equal(got, watershed(-distance, markers, mask=mask))
+    assert trace["cannot_go_first: pixel_just_below"] == 1
+
+
+def test_more_tied_seeds_than_the_cap_go_to_one_call_without_trying_orders():
+    # five equal discs in a row: five seeds of exactly equal height in one object, 5! = 120 orders
+    mask = np.zeros((30, 110), bool)
+    for cx in (15, 35, 55, 75, 95):
+        mask |= disk(mask.shape, 15, cx, 11)
+    distance = ndi.distance_transform_edt(mask)
+    markers = np.zeros(mask.shape, np.int32)
+    for i, cx in enumerate((15, 35, 55, 75, 95), start=1):
+        markers[15, cx] = i
+    assert len({distance[15, cx] for cx in (15, 35, 55, 75, 95)}) == 1
+    trace: Counter = Counter()
+    got = watershed_by_object(distance, markers, mask, trace=trace)
+    np.testing.assert_array_equal(got, watershed(-distance, markers, mask=mask))
+    assert trace == Counter({"too_many_orders": 1})
+
+
+def test_symmetric_clump_whose_answer_depends_on_seed_order_floods_the_whole_image():
+    # two equal discs overlapping symmetrically: the seeds tie, and pixels on the
+    # mirror line go to whichever seed the queue takes first
+    mask = disk((40, 61), 20, 20, 12) | disk((40, 61), 20, 40, 12)
+    mask |= disk((40, 61), 5, 55, 3)  # an unrelated small object elsewhere
+    distance = ndi.distance_transform_edt(mask)
+    markers = np.zeros(mask.shape, np.int32)
+    markers[20, 20], markers[20, 40], markers[5, 55] = 1, 2, 3
+    assert distance[20, 20] == distance[20, 40]
+    trace: Counter = Counter()
+    out = watershed_by_object(distance, markers, mask, trace=trace)
+    np.testing.assert_array_equal(out, watershed(-distance, markers, mask=mask))
+    assert trace["orders_disagree"] == 1, "the tie should be handed to one whole-image call"
+
+
+def test_tied_seeds_whose_order_does_not_matter_stay_object_by_object(sample):
+    smooth = gaussian(sample, sigma=1, preserve_range=True)
+    mask = morphology.closing(morphology.remove_small_objects(smooth > threshold_otsu(smooth), max_size=9),
+                              morphology.disk(1))
+    distance = distance_map(mask)
+    markers, _ = find_seeds(distance, mask, Params())
+    # precondition: some object of the sample holds two seeds of exactly equal height
+    objects, _ = ndi.label(mask)
+    px = np.flatnonzero(markers)
+    pairs = np.stack([objects.ravel()[px], distance.ravel()[px]])
+    assert np.unique(pairs, axis=1).shape[1] < px.size
+    trace: Counter = Counter()
+    out = watershed_by_object(distance, markers, mask, trace=trace)
+    np.testing.assert_array_equal(out, watershed(-distance, markers, mask=mask))
+    assert trace["orders_agree"] > 0
+    assert set(trace) <= {"flooded", "orders_agree"}, f"no whole-image call expected: {dict(trace)}"
