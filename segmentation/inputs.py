@@ -36,12 +36,14 @@ from typing import Any, BinaryIO
 from .io import IMAGE_SUFFIXES, is_hidden, is_image_name
 
 __all__ = [
+    "SKIP_REASONS",
     "BatchInput",
     "InputPlan",
     "Planned",
     "Renamed",
     "Skipped",
     "ZipLimits",
+    "copy_limited",
     "plan_paths",
     "plan_uploads",
     "safe_name",
@@ -163,6 +165,7 @@ class InputPlan:
     problems: list[str] = field(default_factory=list)
     uploads: list[Any] = field(default_factory=list)
     archives: list[Path | int] = field(default_factory=list)
+    archive_names: list[str] = field(default_factory=list)
 
     def folders(self) -> list[str]:
         """The folders the images are in, as shown to the user."""
@@ -315,8 +318,8 @@ class _Planner:
         except Exception as exc:  # noqa: BLE001 - any unreadable zip is one problem
             self.plan.problems.append(
                 f"Cannot read '{zip_name}': it is not a valid zip file, or it is "
-                f"damaged ({type(exc).__name__}). Zip the folder again and add it "
-                "again, or add the folder itself."
+                f"damaged ({type(exc).__name__}). Zip the folder again and use the "
+                "new zip, or use the folder itself."
             )
             return
         if len(members) > self.limits.max_members:
@@ -324,6 +327,7 @@ class _Planner:
             return
         index = len(self.plan.archives)
         self.plan.archives.append(source)
+        self.plan.archive_names.append(zip_name)
         for info in members:
             if info.is_dir():
                 continue
@@ -545,8 +549,11 @@ def stage(plan: InputPlan, folder: str | os.PathLike) -> tuple[list[BatchInput],
             except Exception as exc:  # noqa: BLE001 - one member never stops the rest
                 if created:
                     target.unlink(missing_ok=True)
-                zip_name = _archive_name(plan, item.archive)
-                skipped.append(_extract_failure(zip_name, item.name, exc))
+                if item.archive is None or item.member is None:
+                    shown = item.name
+                else:  # as the plan shows zip members: the zip, then the member
+                    shown = f"{plan.archive_names[item.archive]}/{safe_name(item.member.filename)}"
+                skipped.append(_extract_failure(shown, exc))
                 continue
             inputs.append(BatchInput(item.name, target, original))
     finally:
@@ -574,8 +581,7 @@ def copy_limited(src: BinaryIO, dst: BinaryIO, limit: int, chunk: int = 1 << 20)
         dst.write(piece)
 
 
-def _extract_failure(zip_name: str, name: str, exc: BaseException) -> Skipped:
-    shown = f"{zip_name}/{name}" if zip_name else name
+def _extract_failure(shown: str, exc: BaseException) -> Skipped:
     detail = f"{type(exc).__name__}: {str(exc)[:160]}"
     if isinstance(exc, RuntimeError) and re.search("encrypt|password", str(exc), re.I):
         return Skipped(shown, "encrypted", SKIP_REASONS["encrypted"])
@@ -624,15 +630,6 @@ def _open_source(plan: InputPlan, source: Path | int) -> BinaryIO:
     if isinstance(source, Path):
         return open(source, "rb")
     return io.BytesIO(_upload_bytes(plan.uploads[source]))
-
-
-def _archive_name(plan: InputPlan, index: int | None) -> str:
-    if index is None:
-        return ""
-    source = plan.archives[index]
-    if isinstance(source, Path):
-        return safe_name(source.name)
-    return safe_name(_upload_name(plan.uploads[source]))
 
 
 def _size(n_bytes: float) -> str:

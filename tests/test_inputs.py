@@ -383,3 +383,13 @@ def test_staged_inputs_are_batch_inputs_with_the_plan_names(tmp_path):
     inputs, _ = stage(plan, tmp_path)
     assert inputs == [BatchInput("a.tif", tmp_path / "000000.tif"), BatchInput("b.tif", tmp_path / "000001.tif")]
     assert all(os.path.dirname(i.source) == str(tmp_path) for i in inputs)
+
+
+def test_a_failed_member_of_a_zip_in_a_folder_is_shown_with_the_zip_path(tmp_path):
+    (tmp_path / "exp").mkdir()
+    data = damage_member(zip_bytes([("ok.tif", b"1"), ("bad.tif", b"2" * 1000)]), "bad.tif")
+    (tmp_path / "exp" / "images.zip").write_bytes(data)
+    plan = plan_paths([tmp_path / "exp"])
+    inputs, skipped = stage(plan, tmp_path / "stage")
+    assert [i.name for i in inputs] == ["exp/ok.tif"]
+    assert [(s.name, s.kind) for s in skipped] == [("exp/images.zip/bad.tif", "damaged")]
