@@ -9,6 +9,10 @@ would be meaningless.
 
 Anything that goes wrong while reading raises :class:`ImageReadError` whose
 message names the file, says what is wrong and what to do about it.
+
+Images are checked against size limits (:class:`SizeLimits`) from their
+header, before any pixel is decoded: a small file that declares a huge image
+is refused with :class:`ImageTooLargeError`, never allowed to fill the memory.
 """
 
 from __future__ import annotations
@@ -21,24 +25,31 @@ import os
 import re
 import threading
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import tifffile
-from PIL import Image
+from PIL import Image, JpegImagePlugin, PngImagePlugin
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "MAX_BYTES",
+    "MAX_BYTES_ENV",
+    "MAX_MEGAPIXELS",
+    "MAX_MEGAPIXELS_ENV",
+    "MAX_TIFF_PAGES",
     "ImageInfo",
     "ImageReadError",
+    "ImageTooLargeError",
+    "SizeLimits",
+    "is_hidden",
     "is_image_name",
-    "list_image_files",
     "load_plane",
     "read_image",
     "select_plane",
+    "size_limits",
     "validate_plane",
 ]
 
@@ -55,11 +66,29 @@ _DAMAGED_TODO = (
     "original, or export it again from the acquisition software."
 )
 _DEFAULT_UPLOAD_NAME = "uploaded image"
+# Enough for the file signatures and a PNG's IHDR chunk (size, bit depth).
+_HEADER_BYTES = 32
 
 # A pixel size derived from inch/cm resolution tags is only believed inside
 # this range: those tags usually hold a screen or print DPI (72 dpi would give
 # 353 µm/px), not a microscope calibration.
 _PLAUSIBLE_UM = (0.01, 100.0)
+
+# An explicit calibration (OME, ImageJ) outside this range is written by a
+# broken or hostile program (0.1 nm to 1 cm per pixel covers every
+# microscope); it is ignored with a note in ``ImageInfo.notes``.
+CALIBRATED_UM = (1e-4, 1e4)
+
+# Size limits, checked from the file's header before any pixel is decoded.
+# 150 megapixels (about 12,000 × 12,000) is what the whole pipeline can hold
+# on a 24 GB computer; the byte cap bounds stacks of many smaller planes.
+MAX_MEGAPIXELS = 150.0
+MAX_BYTES = 2_000_000_000
+MAX_MEGAPIXELS_ENV = "NUCLEI_MAX_MEGAPIXELS"
+MAX_BYTES_ENV = "NUCLEI_MAX_GIGABYTES"
+# Walking the chain of TIFF pages costs memory per page before any pixel is
+# read; no microscope file we know has more pages than this.
+MAX_TIFF_PAGES = 100_000
 
 # Length units as they appear in ImageJ and OME metadata, in micrometres.
 _UNIT_TO_UM = {
@@ -91,6 +120,104 @@ class ImageReadError(Exception):
     """
 
 
+class ImageTooLargeError(ImageReadError):
+    """The image is larger than the limits, or than the memory available.
+
+    Raised before decoding when the header declares more pixels or bytes than
+    :class:`SizeLimits` allows, and when decoding runs out of memory.  The
+    message gives the size, the limit and what to do.
+    """
+
+
+@dataclass(frozen=True)
+class SizeLimits:
+    """How large an image :func:`read_image` agrees to decode.
+
+    Attributes
+    ----------
+    max_megapixels : float
+        Largest plane (height × width), in millions of pixels.
+    max_bytes : int
+        Largest total decoded size of everything read from one file (all
+        planes, channels and samples), in bytes.
+
+    Examples
+    --------
+    >>> SizeLimits(max_megapixels=150, max_bytes=2_000_000_000).max_pixels
+    150000000
+    """
+
+    max_megapixels: float = MAX_MEGAPIXELS
+    max_bytes: int = MAX_BYTES
+
+    def __post_init__(self) -> None:
+        for field_name in ("max_megapixels", "max_bytes"):
+            value = getattr(self, field_name)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, numbers.Real)
+                or not math.isfinite(value)
+                or value <= 0
+            ):
+                raise ValueError(f"{field_name} must be a number above 0, not {value!r}")
+
+    @property
+    def max_pixels(self) -> int:
+        """The plane limit in pixels."""
+        return int(self.max_megapixels * 1_000_000)
+
+
+def size_limits(
+    max_megapixels: float | None = None, max_bytes: int | None = None
+) -> SizeLimits:
+    """Return the size limits in force: arguments, else environment, else defaults.
+
+    Parameters
+    ----------
+    max_megapixels : float, optional
+        Largest plane in megapixels.  Default: the environment variable
+        ``NUCLEI_MAX_MEGAPIXELS``, else :data:`MAX_MEGAPIXELS` (150).
+    max_bytes : int, optional
+        Largest decoded size in bytes.  Default: the environment variable
+        ``NUCLEI_MAX_GIGABYTES`` (in GB, e.g. ``4``), else :data:`MAX_BYTES`
+        (2 GB).
+
+    Returns
+    -------
+    SizeLimits
+
+    Raises
+    ------
+    ImageReadError
+        If an environment variable holds something other than a positive
+        number (the message names the variable).
+    ValueError
+        If an argument is not a positive number.
+    """
+    if max_megapixels is None:
+        max_megapixels = _env_number(MAX_MEGAPIXELS_ENV, MAX_MEGAPIXELS, "megapixels")
+    if max_bytes is None:
+        max_bytes = int(_env_number(MAX_BYTES_ENV, MAX_BYTES / 1e9, "gigabytes") * 1e9)
+    return SizeLimits(max_megapixels=max_megapixels, max_bytes=max_bytes)
+
+
+def _env_number(variable: str, default: float, unit: str) -> float:
+    text = os.environ.get(variable, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ImageReadError(
+            f"The environment variable {variable} must be a number of {unit} "
+            f"above 0 (e.g. {variable}={default:g}), not '{text[:40]}'. Correct "
+            "it, or remove it to use the default, and start the app again."
+        )
+    return value
+
+
 @dataclass(frozen=True)
 class ImageInfo:
     """What :func:`read_image` found in a file.
@@ -118,6 +245,10 @@ class ImageInfo:
         True when the channels are the red, green and blue of a colour image.
         A colour file whose three channels are identical is read as one grey
         channel and has ``is_rgb=False``.
+    notes : tuple of str
+        What the reader left out or ignored, in words for people: other
+        images of a different size in the same file, a pixel size in the
+        metadata that cannot be right.  Empty when there is nothing to say.
     """
 
     name: str
@@ -132,6 +263,7 @@ class ImageInfo:
     pixel_size_um: float | None
     original_axes: str
     is_rgb: bool
+    notes: tuple[str, ...] = ()
 
     def describe(self) -> str:
         """Return a one-line summary for people.
@@ -181,41 +313,65 @@ def is_image_name(name: str) -> bool:
     return Path(str(name)).suffix.lower() in IMAGE_SUFFIXES
 
 
-def list_image_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
-    """Expand files and folders into a sorted list of image files.
+# Files and folders that operating systems and archivers add next to images:
+# macOS (.DS_Store, ._name AppleDouble files, __MACOSX in zips), Windows
+# (Thumbs.db, desktop.ini, $RECYCLE.BIN, System Volume Information).
+_SYSTEM_NAMES = frozenset(
+    {
+        "__macosx",
+        "thumbs.db",
+        "ehthumbs.db",
+        "desktop.ini",
+        "$recycle.bin",
+        "system volume information",
+    }
+)
+
+
+def is_hidden(path: str | os.PathLike) -> bool:
+    """Return True for system files that a folder or a zip drags along.
+
+    The one rule for the command line, the zip reader and the Batch page: a
+    path is hidden when any of its parts starts with ``"."`` (``.DS_Store``,
+    ``.git``, the ``._name.tif`` AppleDouble files macOS leaves on USB drives)
+    or is ``__MACOSX``, ``Thumbs.db``, ``desktop.ini``, ``$RECYCLE.BIN`` or
+    ``System Volume Information`` (ignoring case).  The parts ``.`` and
+    ``..`` are not names and do not count.
 
     Parameters
     ----------
-    paths : iterable of str or path-like
-        Files are kept as given, whatever their suffix (reading them will say
-        what is wrong).  Folders are searched recursively for files ending in
-        one of :data:`IMAGE_SUFFIXES`, ignoring case.  Hidden files and
-        folders (name starting with ``"."``) inside a folder are skipped.
+    path : str or path-like
+        Relative path as found in a folder, a zip or an upload; ``/`` and
+        ``\\`` both separate parts.
 
     Returns
     -------
-    list of pathlib.Path
-        Sorted, without duplicates.
+    bool
+
+    Examples
+    --------
+    >>> is_hidden("exp/__MACOSX/._img.tif"), is_hidden("exp/img.tif")
+    (True, False)
+    >>> is_hidden("../img.tif")
+    False
     """
-    found: dict[str, Path] = {}
-    for entry in paths:
-        path = Path(entry)
-        if path.is_dir():
-            for root, dirs, files in os.walk(path):
-                # Hidden entries include the "._name.tif" AppleDouble files
-                # macOS leaves on USB drives: they are not images.
-                dirs[:] = [d for d in dirs if not d.startswith(".")]
-                for file in files:
-                    if not file.startswith(".") and is_image_name(file):
-                        candidate = Path(root) / file
-                        found.setdefault(_dedup_key(candidate), candidate)
-        else:
-            found.setdefault(_dedup_key(path), path)
-    return sorted(found.values())
+    text = os.fspath(path)
+    if isinstance(text, bytes):
+        text = os.fsdecode(text)
+    for part in text.replace("\\", "/").split("/"):
+        if part in ("", ".", ".."):
+            continue
+        if part.startswith(".") or part.strip().lower() in _SYSTEM_NAMES:
+            return True
+    return False
 
 
 def read_image(
-    source: str | os.PathLike | bytes, name: str | None = None
+    source: str | os.PathLike | bytes,
+    name: str | None = None,
+    *,
+    max_megapixels: float | None = None,
+    max_bytes: int | None = None,
 ) -> tuple[np.ndarray, ImageInfo]:
     """Read a TIFF, PNG or JPEG file into a 5-D ``TCZYX`` array.
 
@@ -227,16 +383,26 @@ def read_image(
         File name used in messages and in the returned info.  Defaults to the
         path's file name, or ``"uploaded image"`` for bytes.  Its suffix is
         checked against :data:`IMAGE_SUFFIXES`.
+    max_megapixels : float, optional
+        Largest plane to decode, in megapixels (see :func:`size_limits`:
+        default ``NUCLEI_MAX_MEGAPIXELS`` or 150).
+    max_bytes : int, optional
+        Largest total decoded size in bytes (default ``NUCLEI_MAX_GIGABYTES``
+        or 2 GB).
 
     Returns
     -------
     data : ndarray
         5-D array with axes ``"TCZYX"`` and the dtype stored in the file.
     info : ImageInfo
-        Shape, axes, dtype and pixel size of `data`.
+        Shape, axes, dtype and pixel size of `data`, and notes on what was
+        left out.
 
     Raises
     ------
+    ImageTooLargeError
+        If the header declares a plane or a total size above the limits (no
+        pixel is decoded then), or decoding runs out of memory.
     ImageReadError
         If the file is missing, empty, not a supported format, truncated,
         damaged, or uses a compression that cannot be decoded.
@@ -246,15 +412,19 @@ def read_image(
     TIFF covers 8/16/32-bit integer and floating point data, multi-page
     files, ImageJ hyperstacks, OME-TIFF, RGB and LZW/deflate/zstd compression
     (through ``imagecodecs``).  Pages of a plain multi-page TIFF are read as
-    z-slices, as Fiji does.  The pixel size comes from OME metadata, ImageJ
-    calibration or the TIFF resolution tags, in that order.
+    z-slices, as Fiji does; when a file holds images of different sizes only
+    the first is read, and ``info.notes`` says so.  The pixel size comes from
+    OME metadata, ImageJ calibration or the TIFF resolution tags, in that
+    order; an impossible value is ignored with a note.  PNGs keep their 8 or
+    16 bits, colour ones included.
     """
+    limits = size_limits(max_megapixels, max_bytes)
     if isinstance(source, (bytes, bytearray, memoryview)):
         content: bytes | None = bytes(source)
         path = None
         name = name or _DEFAULT_UPLOAD_NAME
         size = len(content)
-        header = content[:16]
+        header = content[:_HEADER_BYTES]
     elif isinstance(source, (str, os.PathLike)):
         content = None
         path = Path(source)
@@ -281,11 +451,37 @@ def read_image(
     if kind is None:
         raise ImageReadError(_not_this_format(name, suffix))
 
+    # A MemoryError is turned into a message only after its handler has
+    # ended, so that its traceback (and the arrays it holds) is freed first.
+    out_of_memory = False
+    try:
+        return _read_image(content, path, name, kind, header, limits)
+    except MemoryError:
+        out_of_memory = True
+    if out_of_memory:
+        raise _out_of_memory(name)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _read_image(
+    content: bytes | None,
+    path: Path | None,
+    name: str,
+    kind: str,
+    header: bytes,
+    limits: SizeLimits,
+) -> tuple[np.ndarray, ImageInfo]:
     stream: Any = path if content is None else io.BytesIO(content)
     if kind == "tiff":
-        data, original_axes, is_rgb, pixel_size = _read_tiff(stream, name)
+        data, original_axes, is_rgb, pixel_size, notes = _read_tiff(stream, name, limits)
+    elif kind == "png" and _png_is_deep_colour(header):
+        data, original_axes, is_rgb, pixel_size, notes = _read_deep_png(
+            content, path, name, limits
+        )
     else:
-        data, original_axes, is_rgb, pixel_size = _read_pillow(stream, name)
+        data, original_axes, is_rgb, pixel_size, notes = _read_pillow(
+            stream, name, kind, limits
+        )
 
     if not data.dtype.isnative:
         data = data.astype(data.dtype.newbyteorder("="))
@@ -307,6 +503,7 @@ def read_image(
         pixel_size_um=pixel_size,
         original_axes=original_axes,
         is_rgb=is_rgb,
+        notes=tuple(notes),
     )
     return data, info
 
@@ -344,6 +541,8 @@ def select_plane(
     ------
     ImageReadError
         If a required choice is missing or an index does not exist.
+    ImageTooLargeError
+        If there is not enough memory for the maximum projection.
 
     Notes
     -----
@@ -377,7 +576,13 @@ def select_plane(
     ti = _check_index(t, n_t, "time point", info.name)
     ci = _check_index(channel, n_c, "channel", info.name)
     if z_max:
-        return data[ti, ci].max(axis=0)
+        out_of_memory = False
+        try:
+            return data[ti, ci].max(axis=0)
+        except MemoryError:
+            out_of_memory = True
+        if out_of_memory:
+            raise _out_of_memory(info.name)
     zi = _check_index(z, n_z, "z-slice", info.name)
     return data[ti, ci, zi]
 
@@ -464,6 +669,9 @@ def load_plane(
     channel: int | None = None,
     z: int | str | None = None,
     t: int | None = None,
+    *,
+    max_megapixels: float | None = None,
+    max_bytes: int | None = None,
 ) -> tuple[np.ndarray, ImageInfo]:
     """Read a file and return the validated 2-D plane to segment.
 
@@ -477,6 +685,8 @@ def load_plane(
         File name used in messages (see :func:`read_image`).
     channel, z, t : optional
         Plane choice, see :func:`select_plane`.
+    max_megapixels, max_bytes : optional
+        Size limits, see :func:`read_image`.
 
     Returns
     -------
@@ -487,13 +697,25 @@ def load_plane(
 
     Raises
     ------
+    ImageTooLargeError
+        If the image is above the size limits or does not fit in memory.
     ImageReadError
         If the file cannot be read, the choice is missing or invalid, or the
         plane cannot be segmented.
     """
-    data, info = read_image(source, name)
+    data, info = read_image(
+        source, name, max_megapixels=max_megapixels, max_bytes=max_bytes
+    )
     plane = select_plane(data, info, channel=channel, z=z, t=t)
-    return validate_plane(plane, info.name), info
+    del data  # a maximum projection no longer needs the stack
+    out_of_memory = False
+    try:
+        return validate_plane(plane, info.name), info
+    except MemoryError:
+        out_of_memory = True
+    if out_of_memory:
+        raise _out_of_memory(info.name)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 # --------------------------------------------------------------------------
@@ -501,18 +723,11 @@ def load_plane(
 # --------------------------------------------------------------------------
 
 
-def _dedup_key(path: Path) -> str:
-    try:
-        return str(path.resolve())
-    except OSError:
-        return str(path.absolute())
-
-
 def _probe_file(path: Path, name: str) -> tuple[int, bytes]:
     """Return the size and first bytes of the file at `path`."""
     try:
         with open(path, "rb") as fh:
-            header = fh.read(16)
+            header = fh.read(_HEADER_BYTES)
             size = os.fstat(fh.fileno()).st_size
     except FileNotFoundError as exc:
         raise ImageReadError(
@@ -561,6 +776,68 @@ def _not_this_format(name: str, suffix: str) -> str:
     )
 
 
+_SHRINK_TODO = (
+    "Crop it or bin it in Fiji (Image > Crop, or Image > Transform > Bin) and "
+    "save the result as TIFF"
+)
+
+
+def _raise_limit(variable: str, unit: str) -> str:
+    return (
+        f"or, on a computer with enough memory, raise the limit: set the "
+        f"environment variable {variable} to a larger number of {unit} before "
+        "starting the app or the command line."
+    )
+
+
+def _check_plane(name: str, height: int, width: int, limits: SizeLimits) -> None:
+    """Refuse a plane of more than ``limits.max_megapixels``."""
+    if height * width <= limits.max_pixels:
+        return
+    side = int(math.sqrt(limits.max_pixels))
+    raise ImageTooLargeError(
+        f"Cannot read '{name}': the image is too large. One plane is "
+        f"{width:,}×{height:,} pixels ({_megapixels(height * width / 1e6)} "
+        f"megapixels); the limit is {_megapixels(limits.max_megapixels)} "
+        "megapixels (about "
+        f"{side:,}×{side:,}). {_SHRINK_TODO}, "
+        f"{_raise_limit(MAX_MEGAPIXELS_ENV, 'megapixels')}"
+    )
+
+
+def _check_bytes(name: str, n_bytes: int, what: str, limits: SizeLimits) -> None:
+    """Refuse to decode more than ``limits.max_bytes``; `what` says of what."""
+    if n_bytes <= limits.max_bytes:
+        return
+    raise ImageTooLargeError(
+        f"Cannot read '{name}': the image is too large. Reading it needs "
+        f"{_gigabytes(n_bytes)} of memory ({what}); the limit is "
+        f"{_gigabytes(limits.max_bytes)}. In Fiji, keep only the channel and "
+        "z-slices you need (Image > Duplicate...), or crop or bin it, and save "
+        f"the result as TIFF; {_raise_limit(MAX_BYTES_ENV, 'gigabytes')}"
+    )
+
+
+def _out_of_memory(name: str) -> ImageTooLargeError:
+    return ImageTooLargeError(
+        f"Cannot read '{name}': the image is too large for the memory of this "
+        f"computer (it ran out of memory while reading it). {_SHRINK_TODO}, or "
+        "use a computer with more memory."
+    )
+
+
+def _gigabytes(n_bytes: float) -> str:
+    if n_bytes >= 1e9:
+        return f"{n_bytes / 1e9:,.1f} GB"
+    if n_bytes >= 1e6:
+        return f"{n_bytes / 1e6:,.0f} MB"
+    return f"{n_bytes / 1e3:,.0f} kB"
+
+
+def _megapixels(value: float) -> str:
+    return f"{value:,.0f}" if value >= 10 else f"{value:.2g}"
+
+
 def _damaged(name: str, exc: BaseException | str) -> ImageReadError:
     detail = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
     return ImageReadError(
@@ -600,13 +877,23 @@ class _TiffDamageLog(logging.Handler):
 
 
 def _read_tiff(
-    stream: Any, name: str
-) -> tuple[np.ndarray, str, bool, float | None]:
+    stream: Any, name: str, limits: SizeLimits
+) -> tuple[np.ndarray, str, bool, float | None, list[str]]:
     log = logging.getLogger("tifffile")
     damage = _TiffDamageLog()
     log.addHandler(damage)
+    out_of_memory = False
     try:
         with tifffile.TiffFile(stream) as tif:
+            # counting the pages walks their chain without loading them
+            n_pages = len(tif.pages)
+            if n_pages > MAX_TIFF_PAGES:
+                raise ImageTooLargeError(
+                    f"Cannot read '{name}': the file is too large: it holds "
+                    f"{n_pages:,} pages, more than the {MAX_TIFF_PAGES:,} this "
+                    "app reads. Split it into smaller stacks in Fiji (Image > "
+                    "Stacks > Tools > Make Substack...) and save them as TIFF."
+                )
             if not tif.series:
                 raise ImageReadError(
                     f"Cannot read '{name}': the TIFF file contains no image. "
@@ -614,21 +901,29 @@ def _read_tiff(
                 )
             series = tif.series[0]
             keyframe = series.keyframe
-            _check_codec(keyframe, name)
-            raw = series.asarray()
-            original_axes = str(series.axes)
             same = _same_shaped_series(tif)
-            if len(same) > 1:
-                # Pages written one by one with tifffile each become their own
-                # series; Fiji opens such a file as one stack, so do we.
-                for other in same[1:]:
-                    _check_codec(other.keyframe, name)
-                raw = np.stack([raw] + [s.asarray() for s in same[1:]])
-                original_axes = "I" + original_axes
+            # Pages written one by one with tifffile each become their own
+            # series; Fiji opens such a file as one stack, so do we.
+            used = same if len(same) > 1 else [series]
+            for one in used:
+                _check_codec(one.keyframe, name)
+            _check_tiff_size(used, name, limits)
+            if len(used) > 1:
+                raw = np.empty((len(used), *series.shape), series.dtype)
+                for i, one in enumerate(used):
+                    one.asarray(out=raw[i])
+                original_axes = "I" + str(series.axes)
+            else:
+                raw = series.asarray()
+                original_axes = str(series.axes)
             photometric = int(keyframe.photometric)
-            pixel_size = _tiff_pixel_size(tif)
+            notes = _ignored_images(tif, used)
+            pixel_size, pixel_notes = _tiff_pixel_size(tif)
+            notes += pixel_notes
     except ImageReadError:
         raise
+    except MemoryError:
+        out_of_memory = True
     except KeyError as exc:
         detail = str(exc.args[0]) if exc.args else ""
         # tifffile signals unsupported compressions and predictors this way
@@ -639,6 +934,8 @@ def _read_tiff(
         raise _damaged(name, exc) from exc
     finally:
         log.removeHandler(damage)
+    if out_of_memory:
+        raise _out_of_memory(name)
     if damage.messages:
         raise _damaged(name, damage.messages[0])
 
@@ -654,7 +951,81 @@ def _read_tiff(
             if n_samples == 4:
                 raw = np.take(raw, [0, 1, 2], axis=s_axis)
     data = _to_tczyx(raw, original_axes, name)
-    return data, original_axes, is_rgb, pixel_size
+    return data, original_axes, is_rgb, pixel_size, notes
+
+
+def _check_tiff_size(used: list[Any], name: str, limits: SizeLimits) -> None:
+    """Refuse, from the tags alone, series that would not fit the limits.
+
+    Checks the declared plane and total size of every series to be read, and
+    every page they decode: its plane, and its tile or strip (a tile declared
+    larger than the image would be allocated whole).
+    """
+    total = 0
+    for one in used:
+        shape = tuple(int(n) for n in one.shape)
+        axes = str(one.axes)
+        itemsize = np.dtype(one.dtype).itemsize
+        height = shape[axes.index("Y")] if "Y" in axes else 1
+        width = shape[axes.index("X")] if "X" in axes else 1
+        _check_plane(name, height, width, limits)
+        total += math.prod(shape) * itemsize
+        keyframes = {id(one.keyframe): one.keyframe}
+        for page in one.pages:
+            if page is not None:
+                key = getattr(page, "keyframe", None) or page
+                keyframes.setdefault(id(key), key)
+        for page in keyframes.values():
+            _check_plane(name, int(page.imagelength), int(page.imagewidth), limits)
+            chunk = math.prod(int(n) for n in page.chunks)
+            chunk_bytes = chunk * np.dtype(page.dtype).itemsize
+            if chunk_bytes > limits.max_bytes:
+                _check_bytes(
+                    name,
+                    chunk_bytes,
+                    f"its tiles or strips are declared as "
+                    f"{' × '.join(f'{int(n):,}' for n in page.chunks)} values",
+                    limits,
+                )
+    first = used[0]
+    axes = str(first.axes)
+    plane = math.prod(
+        int(n) for n, a in zip(first.shape, axes) if a in "YX"
+    ) or 1
+    n_planes = total // (plane * np.dtype(first.dtype).itemsize)
+    height = first.shape[axes.index("Y")] if "Y" in axes else 1
+    width = first.shape[axes.index("X")] if "X" in axes else 1
+    _check_bytes(
+        name,
+        total,
+        f"{n_planes:,} planes of {int(width):,}×{int(height):,} pixels, "
+        f"{np.dtype(first.dtype).name}",
+        limits,
+    )
+
+
+def _ignored_images(tif: Any, used: list[Any]) -> list[str]:
+    """A note when the file holds images besides the one that is read."""
+    series = tif.series
+    first = used[0]
+    if len(used) > 1:
+        return []
+    n_images = len(series)
+    if n_images == 1 and first.kind in ("generic", "uniform", "shaped"):
+        # tifffile may leave pages of another size (thumbnails) out of all series
+        n_images += max(0, len(tif.pages) - len(first.pages))
+    if n_images == 1:
+        return []
+    axes = str(first.axes)
+    height = first.shape[axes.index("Y")] if "Y" in axes else 1
+    width = first.shape[axes.index("X")] if "X" in axes else 1
+    shapes = {tuple(s.shape) for s in series}
+    different = len(shapes) > 1 or len(series) < n_images
+    return [
+        f"This file holds {n_images} images"
+        + (" of different sizes" if different else "")
+        + f"; only the first, {int(width)}×{int(height)}, is used."
+    ]
 
 
 def _same_shaped_series(tif: Any) -> list[Any]:
@@ -754,18 +1125,36 @@ def _to_tczyx(raw: np.ndarray, axes: str, name: str) -> np.ndarray:
     return moved.reshape(shape)
 
 
-def _tiff_pixel_size(tif: Any) -> float | None:
-    """Return µm per pixel along X from OME, ImageJ or TIFF tags, or None."""
-    for reader in (_ome_pixel_size, _imagej_pixel_size, _tag_pixel_size):
+def _tiff_pixel_size(tif: Any) -> tuple[float | None, list[str]]:
+    """Return µm per pixel along X from OME, ImageJ or TIFF tags, and notes.
+
+    An OME or ImageJ calibration outside :data:`CALIBRATED_UM` (or NaN,
+    infinite, zero or negative) is ignored, and a note says so.
+    """
+    notes: list[str] = []
+    readers = (
+        (_ome_pixel_size, "OME metadata"),
+        (_imagej_pixel_size, "ImageJ calibration"),
+        (_tag_pixel_size, ""),
+    )
+    for reader, source in readers:
         try:
             value = reader(tif)
         except Exception:
             # Metadata is free text written by many programs: a bad entry must
             # only cost the pixel size, never the image.
             value = None
-        if value is not None:
-            return value
-    return None
+        if value is None:
+            continue
+        low, high = CALIBRATED_UM
+        if not source or (math.isfinite(value) and low <= value <= high):
+            return value, notes
+        notes.append(
+            f"The pixel size in the file's {source} ({value:.4g} µm) cannot be "
+            "right, so it is ignored: sizes are given in pixels. Set the pixel "
+            "size in the settings if you know it."
+        )
+    return None, notes
 
 
 def _ome_pixel_size(tif: Any) -> float | None:
@@ -778,7 +1167,7 @@ def _ome_pixel_size(tif: Any) -> float | None:
             if value is None:
                 return None
             unit = element.get("PhysicalSizeXUnit", "µm")
-            return _positive(float(value) * _UNIT_TO_UM[unit.strip().lower()])
+            return float(value) * _UNIT_TO_UM[unit.strip().lower()]
     return None
 
 
@@ -793,7 +1182,7 @@ def _imagej_pixel_size(tif: Any) -> float | None:
     if unit in ("inch", "inches"):
         return _plausible(25400.0 / per_unit)
     if unit in _UNIT_TO_UM:
-        return _positive(_UNIT_TO_UM[unit] / per_unit)
+        return _UNIT_TO_UM[unit] / per_unit
     return None
 
 
@@ -826,10 +1215,6 @@ def _x_resolution(tif: Any) -> float | None:
     return value if math.isfinite(value) and value > 0 else None
 
 
-def _positive(value: float) -> float | None:
-    return value if math.isfinite(value) and value > 0 else None
-
-
 def _plausible(value: float) -> float | None:
     low, high = _PLAUSIBLE_UM
     return value if math.isfinite(value) and low <= value <= high else None
@@ -840,14 +1225,40 @@ def _plausible(value: float) -> float | None:
 # --------------------------------------------------------------------------
 
 
+# Opening through the format's own class, not Image.open, skips Pillow's
+# decompression-bomb check (a warning from 89 megapixels, an error from 179):
+# our own limits, checked from the header first, decide and explain.
+_PILLOW_FORMATS = {
+    "png": PngImagePlugin.PngImageFile,
+    "jpeg": JpegImagePlugin.JpegImageFile,
+}
+# Bytes per pixel of each Pillow mode once decoded.
+_MODE_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2,
+               "I;16N": 2, "I": 4, "F": 4, "LA": 2, "La": 2, "PA": 2,
+               "RGB": 3, "YCbCr": 3, "LAB": 3, "HSV": 3, "RGBA": 4,
+               "RGBa": 4, "RGBX": 4, "CMYK": 4}
+
+
 def _read_pillow(
-    stream: Any, name: str
-) -> tuple[np.ndarray, str, bool, float | None]:
+    stream: Any, name: str, kind: str, limits: SizeLimits
+) -> tuple[np.ndarray, str, bool, float | None, list[str]]:
+    out_of_memory = False
     try:
-        with Image.open(stream) as image:
+        with _PILLOW_FORMATS[kind](stream) as image:
+            width, height = image.size
+            mode = image.mode
+            _check_plane(name, height, width, limits)
+            # decoded once by Pillow, then copied into numpy (x2), plus the
+            # colour conversion (x3 channels at most)
+            per_pixel = _MODE_BYTES.get(mode, 4)
+            _check_bytes(
+                name,
+                height * width * per_pixel,
+                f"one plane of {width:,}×{height:,} pixels, {mode}",
+                limits,
+            )
             image.load()
             fmt = image.format
-            mode = image.mode
             if mode in ("I;16", "I;16L", "I;16B", "I;16N", "L", "F"):
                 plane = np.asarray(image)
             elif mode == "I":
@@ -862,18 +1273,82 @@ def _read_pillow(
                 # alpha dropped
                 plane = np.asarray(image.convert("RGB"))
             pixel_size = _pillow_pixel_size(image)
-    except Image.DecompressionBombError as exc:
-        raise ImageReadError(
+    except ImageReadError:
+        raise
+    except MemoryError:
+        out_of_memory = True
+    except Image.DecompressionBombError as exc:  # pragma: no cover - bypassed
+        raise ImageTooLargeError(
             f"Cannot read '{name}': the image is too large to open safely "
-            f"({exc}). Crop or bin it in Fiji and save it as TIFF."
+            f"({exc}). {_SHRINK_TODO}."
         ) from exc
     except Exception as exc:
         raise _damaged(name, exc) from exc
+    if out_of_memory:
+        raise _out_of_memory(name)
 
     if plane.ndim == 3:
         data = np.moveaxis(plane, -1, 0)[np.newaxis, :, np.newaxis]
-        return data, "YXS", True, pixel_size
-    return plane[np.newaxis, np.newaxis, np.newaxis], "YX", False, pixel_size
+        return data, "YXS", True, pixel_size, []
+    return plane[np.newaxis, np.newaxis, np.newaxis], "YX", False, pixel_size, []
+
+
+def _png_is_deep_colour(header: bytes) -> bool:
+    """True for a 16-bit PNG with colour or alpha, which Pillow cuts to 8 bits."""
+    # signature (8), IHDR length and type (8), width, height, depth, colour type
+    if len(header) < 26 or header[12:16] != b"IHDR":
+        return False
+    depth, colour_type = header[24], header[25]
+    return depth == 16 and colour_type in (2, 4, 6)  # RGB, grey+alpha, RGBA
+
+
+def _read_deep_png(
+    content: bytes | None, path: Path | None, name: str, limits: SizeLimits
+) -> tuple[np.ndarray, str, bool, float | None, list[str]]:
+    """Read a 16-bit colour PNG at its full 16 bits with imagecodecs."""
+    try:
+        import imagecodecs
+    except ImportError as exc:  # pragma: no cover - a dependency
+        raise ImageReadError(
+            f"Cannot read '{name}': it is a 16-bit colour PNG, which needs the "
+            "Python package 'imagecodecs' (pip install imagecodecs). Or save it "
+            "as TIFF in Fiji."
+        ) from exc
+    try:
+        if content is None:
+            assert path is not None
+            content = path.read_bytes()
+        stream = io.BytesIO(content)
+        with PngImagePlugin.PngImageFile(stream) as image:
+            width, height = image.size
+            pixel_size = _pillow_pixel_size(image)
+    except Exception as exc:
+        raise _damaged(name, exc) from exc
+    _check_plane(name, height, width, limits)
+    channels = {2: 3, 4: 2, 6: 4}[content[25]]
+    _check_bytes(
+        name,
+        height * width * channels * 2,
+        f"one plane of {width:,}×{height:,} pixels, {channels} channels of uint16",
+        limits,
+    )
+    out_of_memory = False
+    try:
+        plane = imagecodecs.png_decode(content)
+    except MemoryError:
+        out_of_memory = True
+    except Exception as exc:
+        raise _damaged(name, exc) from exc
+    if out_of_memory:
+        raise _out_of_memory(name)
+    if plane.shape[:2] != (height, width) or plane.ndim != 3:
+        raise _damaged(name, f"decoded shape {plane.shape} is not {height}×{width}")
+    if plane.shape[2] == 2:  # grey + alpha: the grey is the image
+        plane = plane[..., 0]
+        return plane[np.newaxis, np.newaxis, np.newaxis], "YX", False, pixel_size, []
+    plane = plane[..., :3]  # alpha dropped
+    data = np.moveaxis(plane, -1, 0)[np.newaxis, :, np.newaxis]
+    return data, "YXS", True, pixel_size, []
 
 
 def _pillow_pixel_size(image: Any) -> float | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +15,14 @@ from segmentation.io import (
     IMAGE_SUFFIXES,
     ImageInfo,
     ImageReadError,
+    ImageTooLargeError,
+    SizeLimits,
+    is_hidden,
     is_image_name,
-    list_image_files,
     load_plane,
     read_image,
     select_plane,
+    size_limits,
     validate_plane,
 )
 
@@ -757,45 +761,160 @@ def test_is_image_name():
     assert not is_image_name("tif")
 
 
-def test_list_image_files_walks_folders(tmp_path):
-    root = tmp_path / "experiment"
-    (root / "day1" / "well_a").mkdir(parents=True)
-    (root / "day2").mkdir()
-    (root / ".hidden").mkdir()
-    for rel in [
-        "b.tif",
-        "day1/A.TIF",
-        "day1/well_a/c.Png",
-        "day2/d.jpeg",
-        "day2/e.JPG",
-        "day2/f.tiff",
-        "day2/notes.txt",
-        "day2/._f.tiff",
-        ".hidden/g.tif",
-    ]:
-        (root / rel).write_bytes(b"x")
-    single = tmp_path / "single.png"
-    single.write_bytes(b"x")
-    given = tmp_path / "given.txt"
-    given.write_bytes(b"x")
-
-    found = list_image_files([root, single, root / "b.tif", str(root / "day2"), given])
-
-    expected = sorted(
-        [
-            root / "b.tif",
-            root / "day1" / "A.TIF",
-            root / "day1" / "well_a" / "c.Png",
-            root / "day2" / "d.jpeg",
-            root / "day2" / "e.JPG",
-            root / "day2" / "f.tiff",
-            single,
-            given,
-        ]
-    )
-    assert found == expected
-    assert all(isinstance(p, Path) for p in found)
+@pytest.mark.parametrize(
+    "path",
+    [
+        ".DS_Store",
+        "exp/._img.tif",
+        "__MACOSX/exp/img.tif",
+        "exp/__macosx/img.tif",
+        "exp/Thumbs.db",
+        "exp/THUMBS.DB",
+        "exp/desktop.ini",
+        ".git/objects/img.tif",
+        "exp\\.hidden\\img.tif",
+        "$RECYCLE.BIN/img.tif",
+        "System Volume Information/img.tif",
+        Path("exp/.cache/img.png"),
+    ],
+)
+def test_is_hidden_system_files(path):
+    assert is_hidden(path)
 
 
-def test_list_image_files_empty_input():
-    assert list_image_files([]) == []
+@pytest.mark.parametrize(
+    "path",
+    ["img.tif", "exp/day1/img.tif", "../img.tif", "./img.tif", "a/./b.tif",
+     "thumbs.db.tif", "my.folder/img.tif", "__MACOSX_not/img.tif", ""],
+)
+def test_is_hidden_keeps_ordinary_files(path):
+    assert not is_hidden(path)
+
+
+# --------------------------------------------------------------------------
+# Size limits, checked from the header
+# --------------------------------------------------------------------------
+
+
+def test_plane_over_the_megapixel_limit_is_refused(tmp_path):
+    path = write_tiff(tmp_path / "plane.tif", random_image((100, 120), "uint16"))
+
+    with pytest.raises(ImageTooLargeError) as caught:
+        read_image(path, max_megapixels=0.01)
+
+    message = str(caught.value)
+    assert "'plane.tif'" in message and "too large" in message
+    assert "120×100 pixels (0.012 megapixels)" in message
+    assert "the limit is 0.01 megapixels" in message
+    assert "NUCLEI_MAX_MEGAPIXELS" in message and "Fiji" in message
+    assert read_image(path, max_megapixels=0.012)[0].shape == (1, 1, 1, 100, 120)
+
+
+def test_stack_over_the_byte_limit_is_refused(tmp_path):
+    stack = random_image((5, 3, 40, 50), "uint16")  # 60,000 bytes
+    path = write_tiff(tmp_path / "stack.tif", stack, imagej=True, metadata={"axes": "ZCYX"})
+
+    with pytest.raises(ImageTooLargeError, match=r"needs 60 kB.*15 planes of 50×40 pixels, uint16") as caught:
+        read_image(path, max_bytes=59_999)
+    assert "NUCLEI_MAX_GIGABYTES" in str(caught.value)
+    assert read_image(path, max_bytes=60_000)[0].nbytes == 60_000
+
+
+def test_tifffile_series_of_single_pages_count_together(tmp_path):
+    path = tmp_path / "pages.tif"
+    with tifffile.TiffWriter(path) as tif:
+        for page in random_image((4, 20, 30), "uint8"):
+            tif.write(page, metadata={})
+    with pytest.raises(ImageTooLargeError, match="4 planes"):
+        read_image(path, max_bytes=4 * 600 - 1)
+    assert read_image(path, max_bytes=4 * 600)[1].n_z == 4
+
+
+@pytest.mark.parametrize(("suffix", "kwargs"), [(".png", {}), (".jpg", {"quality": 95})])
+def test_png_and_jpeg_limits_are_checked_before_decoding(tmp_path, suffix, kwargs):
+    path = write_pillow(tmp_path / f"img{suffix}", random_image((30, 40), "uint8"), **kwargs)
+    with pytest.raises(ImageTooLargeError, match="40×30 pixels"):
+        read_image(path, max_megapixels=0.001)
+    with pytest.raises(ImageTooLargeError, match="needs"):
+        read_image(path.read_bytes(), "img" + suffix, max_bytes=1000)
+    assert read_image(path, max_megapixels=0.0012)[1].width == 40
+
+
+def test_too_many_pages(tmp_path, monkeypatch):
+    path = write_tiff(tmp_path / "pages.tif", random_image((6, 8, 8), "uint8"))
+    monkeypatch.setattr("segmentation.io.MAX_TIFF_PAGES", 5)
+    with pytest.raises(ImageTooLargeError, match="6 pages, more than the 5"):
+        read_image(path)
+
+
+def test_limits_come_from_arguments_then_environment_then_defaults(monkeypatch):
+    monkeypatch.delenv("NUCLEI_MAX_MEGAPIXELS", raising=False)
+    monkeypatch.delenv("NUCLEI_MAX_GIGABYTES", raising=False)
+    assert size_limits() == SizeLimits(150.0, 2_000_000_000)
+    monkeypatch.setenv("NUCLEI_MAX_MEGAPIXELS", " 400 ")
+    monkeypatch.setenv("NUCLEI_MAX_GIGABYTES", "8.5")
+    assert size_limits() == SizeLimits(400.0, 8_500_000_000)
+    assert size_limits(max_megapixels=10, max_bytes=5) == SizeLimits(10, 5)
+
+
+@pytest.mark.parametrize("value", ["lots", "-1", "0", "nan", "inf"])
+def test_a_bad_environment_variable_is_named_in_the_message(tmp_path, monkeypatch, value):
+    path = write_tiff(tmp_path / "a.tif", random_image((8, 8), "uint8"))
+    monkeypatch.setenv("NUCLEI_MAX_MEGAPIXELS", value)
+    with pytest.raises(ImageReadError, match=r"NUCLEI_MAX_MEGAPIXELS must be a number of megapixels"):
+        read_image(path)
+
+
+@pytest.mark.parametrize("value", [0, -1, float("nan"), float("inf"), True, "3"])
+def test_size_limits_reject_nonsense(value):
+    with pytest.raises(ValueError, match="max_megapixels must be a number above 0"):
+        SizeLimits(max_megapixels=value)
+
+
+def test_pillow_bomb_check_does_not_decide(tmp_path, monkeypatch):
+    # Pillow warns above MAX_IMAGE_PIXELS and refuses above twice that; our
+    # own limit decides, and its message is ours.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    path = write_pillow(tmp_path / "img.png", random_image((30, 40), "uint16"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        data, info = read_image(path)
+    assert info.width == 40 and data.dtype == np.uint16
+
+
+class _NoMemory(np.ndarray):
+    def max(self, *args, **kwargs):
+        raise MemoryError
+
+
+def test_out_of_memory_in_a_projection_is_too_large(stack_5d):
+    path, arr = stack_5d
+    data, info = read_image(path)
+    with pytest.raises(ImageTooLargeError, match="too large for the memory") as caught:
+        select_plane(data.view(_NoMemory), info, channel=0, z="max", t=0)
+    assert "damaged" not in str(caught.value)
+
+
+def test_out_of_memory_while_decoding_is_too_large(tmp_path, monkeypatch):
+    path = write_tiff(tmp_path / "a.tif", random_image((8, 8), "uint8"))
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(tifffile.TiffPageSeries, "asarray", no_memory)
+    with pytest.raises(ImageTooLargeError, match="ran out of memory") as caught:
+        read_image(path)
+    assert caught.value.__context__ is None  # the failed allocation is let go
+
+
+def test_16_bit_colour_png_keeps_16_bits(tmp_path):
+    import imagecodecs
+
+    rgb = random_image((20, 30, 3), "uint16")
+    path = tmp_path / "deep.png"
+    path.write_bytes(imagecodecs.png_encode(rgb))
+
+    data, info = read_image(path)
+
+    assert info.dtype == "uint16" and info.is_rgb
+    np.testing.assert_array_equal(np.moveaxis(data[0, :, 0], 0, -1), rgb)
