@@ -10,7 +10,12 @@ background thread of the server, so the page stays responsive while it works:
   the images already finished stay in the zip;
 * the results stream into a zip in a temporary folder of this run; the page keeps
   only the summary table and small thumbnails.  A new run deletes the previous
-  run's folder, and so does the end of the session.
+  run's folder, and so does the end of the session; folders left behind (a
+  crashed server) are swept an hour after their last sign of life.
+
+What was uploaded is sorted and staged by :mod:`segmentation.inputs`, the
+command line's code; every name shown comes from there and is shown as text,
+never as markup.
 """
 
 from __future__ import annotations
@@ -21,12 +26,10 @@ import shutil
 import tempfile
 import threading
 import time
-import weakref
 import zipfile
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -34,15 +37,18 @@ import streamlit as st
 from PIL import Image
 
 from pages.common import caches, current_image, get_params, guarded, label_of, run_page
-from segmentation.batch import OUTLIER_FACTOR, BatchInput, BatchReport, ImageOutcome, flag_outliers, run_batch
+from segmentation.batch import OUTLIER_FACTOR, BatchReport, ImageOutcome, flag_outliers, run_batch
 from segmentation.display import format_value
 from segmentation.export import layout_markdown, zip_path
-from segmentation.io import IMAGE_SUFFIXES, ImageReadError, is_image_name
+from segmentation.inputs import InputPlan, plan_uploads, stage
+from segmentation.io import IMAGE_SUFFIXES, ImageReadError
 from segmentation.params import Params
+from segmentation.safety import escape_markdown
 from segmentation.stages import run_stages
+from segmentation.workers import shared_workers
 
 TEMP_ROOT = Path(tempfile.gettempdir()) / "nuclei-segmentation-batch"
-STALE_AFTER_S = 24 * 3600  # run folders left behind by a crashed server are removed after a day
+STALE_AFTER_S = 3600  # run folders without a sign of life for an hour are removed (a crashed server)
 POLL_S = 0.5  # progress refresh while a batch runs
 THUMB_SIDE = 320  # gallery tiles: square, so rows line up
 GALLERY_COLUMNS = 6
@@ -56,98 +62,22 @@ STATUS_WORDS = {"ok": "segmented", "failed": "failed", "skipped": "skipped", "no
 # --- what was uploaded ----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Planned:
-    """One image to process: its name as the user sees it and where its bytes are."""
-
-    name: str  # relative path, e.g. "exp1/well_A1/img.tif"
-    file_index: int  # index into the uploaded files
-    member: str | None = None  # member name when the image is inside an uploaded .zip
-
-
-@dataclass
-class UploadPlan:
-    images: list[Planned] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)  # not image files
-    problems: list[str] = field(default_factory=list)  # e.g. a damaged .zip
-
-    def folders(self) -> list[str]:
-        return sorted({str(PurePosixPath(p.name).parent) for p in self.images} - {"."})
+def planned(files: list) -> InputPlan:
+    """The uploads sorted into images and skipped files (kept while the same files stay uploaded)."""
+    key = tuple(getattr(f, "file_id", f.name) for f in files)
+    memo = st.session_state.get("batch_plan")
+    if memo is None or memo[0] != key:
+        memo = (key, plan_uploads(files))
+        st.session_state["batch_plan"] = memo
+    return memo[1]
 
 
-def _hidden(name: str) -> bool:
-    """System files a folder drags along (.DS_Store, ._img.tif, __MACOSX/, Thumbs.db)."""
-    parts = PurePosixPath(name).parts
-    return any(p.startswith(".") or p == "__MACOSX" for p in parts) or parts[-1:] == ("Thumbs.db",)
-
-
-@st.cache_data(max_entries=32, show_spinner=False)
-def _zip_members(file_id: str, zip_name: str, _data: bytes) -> tuple[list[str], str]:
-    """Names of the files in an uploaded zip, or an explanation why it cannot be read."""
-    try:
-        with zipfile.ZipFile(io.BytesIO(_data)) as archive:
-            return [i.filename for i in archive.infolist() if not i.is_dir()], ""
-    except (zipfile.BadZipFile, OSError, ValueError):
-        return [], (f"Cannot read '{zip_name}': it is not a valid zip file. "
-                    "Zip the folder again and re-upload it, or upload the folder itself.")
-
-
-def plan_uploads(files: list) -> UploadPlan:
-    """Sort uploaded files (and the members of uploaded zips) into images and skipped files."""
-    plan = UploadPlan()
-    for index, file in enumerate(files):
-        name = file.name.replace("\\", "/")
-        if _hidden(name):
-            continue
-        if name.lower().endswith(".zip"):
-            members, problem = _zip_members(file.file_id, name, file.getvalue())
-            if problem:
-                plan.problems.append(problem)
-            for member in members:
-                if _hidden(member):
-                    continue
-                if is_image_name(member):
-                    plan.images.append(Planned(member, index, member))
-                else:
-                    plan.skipped.append(f"{name}: {member}")
-        elif is_image_name(name):
-            plan.images.append(Planned(name, index))
-        else:
-            plan.skipped.append(name)
-    plan.images.sort(key=lambda p: p.name.lower())  # the table and the zip in folder order
-    plan.skipped.sort(key=str.lower)
-    return plan
-
-
-def stage_inputs(plan: UploadPlan, data: list[bytes], folder: Path) -> list[BatchInput]:
-    """Write the images to `folder` (zip members streamed, never all in memory).
-
-    The files on disk are numbered, never named after the upload (whose name is
-    not safe as a path); the name the user knows travels in ``BatchInput.name``.
-    A member that cannot be extracted is left empty or partial: reading it then
-    fails with a clear message for that file only.
-    """
-    folder.mkdir(parents=True, exist_ok=True)
-    archives: dict[int, zipfile.ZipFile] = {}
-    inputs = []
-    try:
-        for i, item in enumerate(plan.images):
-            target = folder / f"{i:06d}{PurePosixPath(item.name).suffix.lower()}"
-            try:
-                if item.member is None:
-                    target.write_bytes(data[item.file_index])
-                else:
-                    if item.file_index not in archives:
-                        archives[item.file_index] = zipfile.ZipFile(io.BytesIO(data[item.file_index]))
-                    with archives[item.file_index].open(item.member) as src, open(target, "wb") as dst:
-                        shutil.copyfileobj(src, dst, 1 << 20)
-            except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, ValueError):
-                target.touch()  # damaged member: reported by the reader as an unreadable file
-            inputs.append(BatchInput(item.name, target))
-    finally:
-        for archive in archives.values():
-            archive.close()
-    return inputs
+def show_list(title: str, lines: list[str], limit: int = 200) -> None:
+    """Names (untrusted: from the user's files) in an expander, as plain text, the long tail counted."""
+    with st.expander(title):
+        st.text("\n".join(lines[:limit]))
+        if len(lines) > limit:
+            st.caption(f"… and {len(lines) - limit:,} more.")
 
 
 # --- the run, in a background thread --------------------------------------------------
@@ -178,9 +108,13 @@ class BatchJob:
     seconds: float = 0.0
     stamp: str = field(default_factory=lambda: datetime.now().strftime("%Y%m%d-%H%M"))
 
-    def __post_init__(self) -> None:
-        # the run's folder goes when the job does: a new run, or the end of the session
-        self.cleanup = weakref.finalize(self, shutil.rmtree, str(self.folder), True)
+    def cleanup(self) -> None:
+        """Stop the run and delete its folder (a new run, or the end of the session)."""
+        self.stop.set()
+        _LIVE.discard(self.folder)
+        if not self.running:
+            shutil.rmtree(self.folder, ignore_errors=True)
+        # a running job deletes its folder itself when it ends (see _work)
 
     @property
     def zip_path(self) -> Path:
@@ -213,20 +147,17 @@ def _square_thumb(png: bytes, side: int = THUMB_SIDE) -> bytes:
 
 
 def _friendly(exc: BaseException) -> str:
-    if isinstance(exc, BrokenProcessPool):
-        return ("The batch stopped early: a helper process ended unexpectedly, most likely because the "
-                "computer ran out of memory. Run fewer or smaller images at a time.")
     if isinstance(exc, OSError):
         return (f"The batch stopped early: the results could not be written ({exc.strerror or exc}). "
                 "Free some disk space and run it again.")
     return f"The batch stopped early because of an unexpected error: {type(exc).__name__}: {exc}"
 
 
-def _work(job: BatchJob, plan: UploadPlan, data: list[bytes], workers: int | None) -> None:
+def _work(job: BatchJob, plan: InputPlan) -> None:
     """The worker thread: copy the uploads to disk, then run_batch into the job's zip."""
     inputs_dir = job.folder / "inputs"
     try:
-        inputs = stage_inputs(plan, data, inputs_dir)
+        inputs, failed = stage(plan, inputs_dir)
 
         def progress(done: int, total: int, outcome: ImageOutcome) -> None:
             if outcome.thumbnail is not None:
@@ -237,10 +168,11 @@ def _work(job: BatchJob, plan: UploadPlan, data: list[bytes], workers: int | Non
             job.failed += outcome.status == "failed"
             job.last = outcome.name
             job.done = done
+            os.utime(job.folder)  # a sign of life for the sweep of abandoned folders
 
         job.phase, job.run_started = "running", time.monotonic()
-        report = run_batch(inputs, job.params, job.zip_path, workers=workers, skipped=plan.skipped,
-                           on_progress=progress, should_stop=job.stop.is_set)
+        report = run_batch(inputs, job.params, job.zip_path, skipped=plan.skipped + failed, on_progress=progress,
+                           should_stop=job.stop.is_set, pool=shared_workers())
         report.thumbnails.clear()  # the page keeps its own smaller tiles
         job.report = report
     except Exception as exc:  # noqa: BLE001 - reported on the page in plain words
@@ -250,31 +182,60 @@ def _work(job: BatchJob, plan: UploadPlan, data: list[bytes], workers: int | Non
         job.seconds = time.monotonic() - job.started
         job.phase = "finished"
         job.finished.set()
+        if job.folder not in _LIVE:  # the session ended or a new run replaced this one meanwhile
+            shutil.rmtree(job.folder, ignore_errors=True)
+
+
+_LIVE: set[Path] = set()  # run folders of this server's sessions, never swept
 
 
 def _remove_stale_runs() -> None:
+    """Delete run folders nobody uses: no session of this server, no sign of life for an hour."""
     now = time.time()
     for old in TEMP_ROOT.glob("run-*"):
         try:
-            if now - old.stat().st_mtime > STALE_AFTER_S:
+            if old not in _LIVE and now - old.stat().st_mtime > STALE_AFTER_S:
                 shutil.rmtree(old, ignore_errors=True)
         except OSError:
             pass
 
 
-def start_job(plan: UploadPlan, files: list, params: Params, cutoff_note: str, workers: int | None = None) -> BatchJob:
+@st.cache_resource(show_spinner=False)
+def _swept_at_startup() -> bool:
+    TEMP_ROOT.mkdir(parents=True, exist_ok=True)
+    _remove_stale_runs()
+    return True
+
+
+class _SessionJobs:
+    """This session's batch runs; released (stopped, folders deleted) when the session ends."""
+
+    def __init__(self) -> None:
+        self.jobs: list[BatchJob] = []
+
+    def release(self) -> None:
+        for job in self.jobs:
+            job.cleanup()
+
+
+@st.cache_resource(scope="session", on_release=_SessionJobs.release, show_spinner=False)
+def _session_jobs() -> _SessionJobs:
+    return _SessionJobs()
+
+
+def start_job(plan: InputPlan, params: Params, cutoff_note: str) -> BatchJob:
     """Delete the previous run's results, then start a new run in a background thread."""
     old = st.session_state.pop(JOB_KEY, None)
     if old is not None:
-        old.stop.set()
-        if not old.running:
-            old.cleanup()
+        old.cleanup()
     TEMP_ROOT.mkdir(parents=True, exist_ok=True)
     _remove_stale_runs()
     folder = Path(tempfile.mkdtemp(prefix="run-", dir=TEMP_ROOT))
+    _LIVE.add(folder)
     job = BatchJob(params, cutoff_note, len(plan.images), folder)
-    data = [f.getvalue() for f in files]
-    threading.Thread(target=_work, args=(job, plan, data, workers), name="batch-run", daemon=True).start()
+    _session_jobs().jobs = [job]
+    # the uploads' bytes are read here, in the script's thread, where the upload objects are valid
+    threading.Thread(target=_work, args=(job, plan.with_bytes()), name="batch-run", daemon=True).start()
     st.session_state[JOB_KEY] = job
     return job
 
@@ -304,14 +265,14 @@ def choose_settings() -> tuple[Params | None, str]:
                       format_func={"segment": "As set on the Segment page", "file": "From a settings file"}.get)
     if source == "file":
         up = st.file_uploader("Settings file saved by this app (settings.json, also inside every results zip)",
-                              type=["json"], key="batch_settings_file")
+                              type=["json"], key="batch_settings_file", max_upload_size=1)
         if up is None:
             st.info("Upload a settings file, or use the settings of the Segment page.")
             return None, ""
         try:
             params = Params.from_json(up.getvalue())
         except ValueError as exc:
-            st.error(f"Cannot use '{up.name}': {exc}", icon="⚠️")
+            st.error(escape_markdown(f"Cannot use '{up.name}': {exc}"), icon="⚠️")
             return None, ""
     else:
         params = get_params()
@@ -355,7 +316,7 @@ def choose_settings() -> tuple[Params | None, str]:
 # --- the page ---------------------------------------------------------------------------
 
 
-def choose_inputs() -> tuple[UploadPlan, list]:
+def choose_inputs() -> tuple[InputPlan, list]:
     kind = st.radio("What do you upload?", ["folder", "files"], horizontal=True, key="batch_source_kind",
                     format_func={"folder": "A folder", "files": "Image files or a .zip"}.get)
     if kind == "folder":
@@ -369,9 +330,9 @@ def choose_inputs() -> tuple[UploadPlan, list]:
             "Image files, or one .zip of a folder of images", accept_multiple_files=True, key="batch_files",
             help=f"Images ({SUFFIXES}) and .zip files of images. Other files are listed as skipped.")
     files = files or []
-    plan = plan_uploads(files)
+    plan = planned(files)
     for problem in plan.problems:
-        st.error(problem, icon="⚠️")
+        st.error(escape_markdown(problem), icon="⚠️")
     if plan.images:
         folders = plan.folders()
         where = f" in {len(folders)} folder{'s' if len(folders) != 1 else ''}" if folders else ""
@@ -379,17 +340,19 @@ def choose_inputs() -> tuple[UploadPlan, list]:
                    icon=":material/photo_library:")
     elif files and not plan.problems:
         st.warning(f"None of the {len(files)} uploaded files is an image ({SUFFIXES}).", icon="⚠️")
-    if plan.skipped:
-        with st.expander(f"{len(plan.skipped)} file{'s' if len(plan.skipped) != 1 else ''} will be skipped "
-                         "(not images)"):
-            st.markdown("\n".join(f"- `{s}`" for s in plan.skipped[:200]))
-            if len(plan.skipped) > 200:
-                st.caption(f"… and {len(plan.skipped) - 200} more.")
+    shown = [s for s in plan.skipped if s.kind != "hidden"]
+    hidden = len(plan.skipped) - len(shown)
+    if shown:
+        show_list(f"{len(shown)} file{'s' if len(shown) != 1 else ''} will be skipped",
+                  [f"{s.name} — {s.reason}" for s in shown])
+    if hidden:
+        st.caption(f"{hidden} hidden or system file{'s' if hidden != 1 else ''} (.DS_Store, ._name, __MACOSX, "
+                   "Thumbs.db) left out.")
+    if plan.renamed:
+        show_list(f"{len(plan.renamed)} name{'s' if len(plan.renamed) != 1 else ''} changed for the results",
+                  [f"{r.original} → {r.name} ({r.reason})" for r in plan.renamed])
     if plan.images:
-        with st.expander("Images to segment"):
-            st.markdown("\n".join(f"- `{p.name}`" for p in plan.images[:200]))
-            if len(plan.images) > 200:
-                st.caption(f"… and {len(plan.images) - 200} more.")
+        show_list("Images to segment", [p.name for p in plan.images])
     return plan, files
 
 
@@ -501,7 +464,7 @@ def _request(key: str, value) -> None:
 
 
 def _open_enlarged(job: BatchJob, name: str, caption: str) -> None:
-    @st.dialog(name, width="large")
+    @st.dialog(escape_markdown(name), width="large")
     def enlarged() -> None:
         try:
             with zipfile.ZipFile(job.zip_path) as archive:
@@ -542,7 +505,7 @@ def gallery(job: BatchJob, summary: pd.DataFrame, flags: pd.Series) -> None:
     info = summary.set_index("image")
 
     def caption(name: str) -> str:
-        return f"{'⚠️ ' if name in flagged else ''}{name} · {info.at[name, 'objects']} nuclei"
+        return f"{'⚠️ ' if name in flagged else ''}{escape_markdown(name)} · {info.at[name, 'objects']} nuclei"
 
     for start in range(0, len(shown), GALLERY_COLUMNS):
         cols = st.columns(GALLERY_COLUMNS)
@@ -601,15 +564,15 @@ def results(job: BatchJob) -> None:
     if len(failed):
         st.subheader(f"Files that could not be segmented ({len(failed)})")
         if len(failed) <= 20:  # whole sentences, wrapped
-            st.markdown("\n".join(f"- `{f}`: {r}" for f, r in zip(failed["file"], failed["reason"])))
+            st.markdown("\n".join(f"- {escape_markdown(f)}: {escape_markdown(r)}"
+                                   for f, r in zip(failed["file"], failed["reason"])))
         else:
             st.dataframe(failed[["file", "reason"]].rename(columns={"file": "File", "reason": "Reason"}),
                          hide_index=True, key="batch_failed",
                          column_config={"Reason": st.column_config.TextColumn(width="large")})
-    skipped = summary.loc[status == "skipped", "file"].tolist()
-    if skipped:
-        st.caption(f"Skipped, not image files ({SUFFIXES}): " + ", ".join(skipped[:50])
-                   + (f" and {len(skipped) - 50} more" if len(skipped) > 50 else "") + ".")
+    skipped = summary.loc[status == "skipped"]
+    if len(skipped):
+        show_list(f"Skipped files ({len(skipped)})", [f"{f} — {r}" for f, r in zip(skipped["file"], skipped["reason"])])
     gallery(job, summary, flags)
     with st.expander("What is in the zip"):
         st.markdown(layout_markdown() + "\n\nSub-folder names are kept: `exp1/well_A1/img.tif` gives "
@@ -617,6 +580,7 @@ def results(job: BatchJob) -> None:
 
 
 def main() -> None:
+    _swept_at_startup()
     st.title("Batch")
     st.caption("Segment every image of an experiment with the same settings, and download all the results "
                "(labels, masks, outlines, measurements, settings and a script) as one zip.")
@@ -647,7 +611,7 @@ def main() -> None:
         c2.caption(f"{len(plan.images)} images on {cores} processor cores"
                    + (" · replaces the previous results" if job is not None else "") + ".")
     if st.session_state.pop("batch_start_request", False) and not running and ready:
-        start_job(plan, files, params, cutoff_note)
+        start_job(plan, params, cutoff_note)
         st.rerun()
     if running:
         st.fragment(progress_panel, run_every=POLL_S)()

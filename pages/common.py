@@ -30,6 +30,7 @@ from segmentation.display import format_value, histogram_counts
 from segmentation.errors import SegmentationError
 from segmentation.io import ImageInfo, ImageReadError, read_image, select_plane, validate_plane
 from segmentation.params import SETTINGS, Params, Setting
+from segmentation.safety import escape_markdown
 
 SAMPLE_PATH = Path(segmentation.__file__).parent / "data" / "sample_nuclei.tif"
 SAMPLE_NAME = "sample_nuclei.tif"
@@ -188,7 +189,7 @@ EXPECTED = (ImageReadError, SegmentationError, ValueError)
 def show_error(exc: BaseException) -> None:
     """A clear message for a problem with the input; for anything else a short note (details go to the log)."""
     if isinstance(exc, EXPECTED):
-        st.error(str(exc)[:2000], icon="⚠️")
+        st.error(escape_markdown(str(exc)[:2000]), icon="⚠️")  # messages quote file names: text, not markup
         return
     log.error("unexpected error on a page:\n%s", "".join(traceback.format_exception(exc)))
     st.error(f"Something went wrong on our side ({type(exc).__name__}). Your image and settings are kept: "

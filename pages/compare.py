@@ -13,6 +13,7 @@ from pages.common import caches, current_image, get_params, guarded, histogram_f
 from segmentation import compare as cmp
 from segmentation.display import display_range, downsample_factor, format_value
 from segmentation.params import SETTINGS, Params
+from segmentation.safety import escape_markdown
 from segmentation.stages import filter_stage
 
 CELL_SIDE = 384  # crops smaller than this are enlarged with whole pixels, larger ones reduced
@@ -350,7 +351,7 @@ def main() -> None:
     _restore_ui()
     box, view = region_picker(image)
     h, w = image.plane.shape
-    st.caption(f"Image: {image.source.name}{_plane_text(params)} · {w} × {h} px. "
+    st.caption(f"Image: {escape_markdown(image.source.name)}{_plane_text(params)} · {w} × {h} px. "
                f"Current settings: {'; '.join(params.describe())}.")
     _clamped("cmp_tab", TABS[0], lambda v: v in TABS)
     tabs = st.tabs(list(TABS), key="cmp_tab", on_change="rerun")

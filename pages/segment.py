@@ -35,6 +35,7 @@ from segmentation.display import colorize_labels, downsample, downsample_factor,
 from segmentation.export import csv_bytes, labels_tiff, mask_tiff, overlay_png, script_text
 from segmentation.io import ImageReadError
 from segmentation.params import Params
+from segmentation.safety import escape_markdown
 from segmentation.stages import Result, Stages, measure_stages, run_stages
 from segmentation.threshold import all_auto_thresholds
 
@@ -172,7 +173,7 @@ def image_section() -> None:
     right.button("Use sample image", on_click=guarded(_use_sample), disabled=get_source().is_sample,
                  help="Go back to the built-in sample of Hoechst-stained U2OS nuclei.")
     if "upload_error" in st.session_state:
-        st.error(st.session_state["upload_error"] + " The image shown below is unchanged.", icon="⚠️")
+        st.error(escape_markdown(st.session_state["upload_error"]) + " The image shown below is unchanged.", icon="⚠️")
 
 
 def zoom_controls(shape: tuple[int, int], scale: int) -> View:
@@ -210,7 +211,7 @@ def main() -> None:
                "course — and watch what it does to the mask and the labels.")
     image_section()
     if "settings_error" in st.session_state:
-        st.error(st.session_state["settings_error"], icon="⚠️")
+        st.error(escape_markdown(st.session_state["settings_error"]), icon="⚠️")
 
     params = get_params()
     src = get_source()
@@ -236,8 +237,10 @@ def main() -> None:
 
     plane, key, scale = working_plane(current)
     stats = image_stats(key, plane)
-    st.caption(f"**{src.name}** · {info.describe()} · plane {plane.shape[1]}×{plane.shape[0]} px · "
+    st.caption(f"**{escape_markdown(src.name)}** · {info.describe()} · plane {plane.shape[1]}×{plane.shape[0]} px · "
                f"dtype {plane.dtype} · intensity {format_value(stats['min'])} – {format_value(stats['max'])}")
+    for note in info.notes:
+        st.info(escape_markdown(note), icon=":material/info:")
 
     slow = f" (rolling ball, radius {params.background_radius:g} px: several seconds)" \
         if params.background == "rolling_ball" else ""
@@ -428,7 +431,7 @@ def results(result: Result, params: Params, current: CurrentImage, scale: int) -
     c[5].download_button("Python script", script_text(params), "segment.py", "text/x-python", on_click="ignore",
                          help="A standalone script that reproduces these settings with plain scikit-image calls.")
     st.file_uploader("Restore settings from a settings JSON", type=["json"], key="settings_upload",
-                     on_change=guarded(_on_settings_upload))
+                     on_change=guarded(_on_settings_upload), max_upload_size=1)
 
 
 run_page(main)

@@ -9,20 +9,14 @@ input never stops the others.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
-import multiprocessing
 import os
 import platform
-import sys
 import tempfile
-import threading
 import time
-import types
 import zipfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
@@ -33,15 +27,16 @@ import pandas as pd
 from .display import downsample, downsample_factor, outline_overlay, png_bytes, stretch
 from .errors import SegmentationError
 from .export import image_outputs, layout_text, script_text, zip_path
-from .io import ImageReadError, is_image_name, load_plane
+from .inputs import BatchInput, Skipped
+from .io import ImageReadError, load_plane
 from .params import Params
 from .pipeline import segment
+from .safety import csv_safe
+from .workers import LocalWorkers, outcomes
 
 __all__ = [
-    "BatchInput",
     "ImageOutcome",
     "BatchReport",
-    "collect_inputs",
     "output_names",
     "process_one",
     "run_batch",
@@ -56,21 +51,15 @@ SUMMARY_COLUMNS = [
     "foreground_fraction", "dropped_without_seed", "height", "width", "pixel_size_um", "seconds", "warnings",
 ]
 THUMBNAIL_SIDE = 480
+TOO_LARGE_FOR_MEMORY = ("too large for the memory of this computer: crop or bin it in Fiji "
+                        "(Image > Scale, or Image > Crop), or run it on a computer with more memory")
+WORKER_DIED = ("the helper process segmenting this image stopped (most likely it ran out of memory: the image may be "
+               "too large for this computer); the other images were not affected")
+# Skipped inputs that are problems with a file (listed in errors.csv), not just files that are not images.
+SKIPPED_AS_ERRORS = ("too_large", "damaged", "encrypted")
 # An image is flagged for a look when its count, cutoff or mean area is below
 # 1/OUTLIER_FACTOR or above OUTLIER_FACTOR times the batch median.
 OUTLIER_FACTOR = 2.0
-
-
-@dataclass(frozen=True)
-class BatchInput:
-    """One file to process: its name as the user sees it and where its bytes are.
-
-    `name` is a relative path such as ``"exp1/sub/img.tif"``; `source` a path
-    on disk or the file's bytes (an upload).
-    """
-
-    name: str
-    source: Path | bytes
 
 
 @dataclass
@@ -94,7 +83,7 @@ class BatchReport:
     zip_path: Path
     summary: pd.DataFrame
     errors: list[tuple[str, str]]
-    skipped: list[str]
+    skipped: list[Skipped]
     thumbnails: dict[str, bytes]
     stopped: bool
     seconds: float
@@ -105,39 +94,6 @@ class BatchReport:
 
 
 # --- inputs -----------------------------------------------------------------
-
-
-def collect_inputs(paths: Iterable[str | os.PathLike]) -> tuple[list[BatchInput], list[str]]:
-    """Files as given and folders searched recursively.
-
-    Returns the image inputs, named by their path relative to the parent of the
-    folder given (so the folder's own name is kept), and the names of the
-    non-image files found in those folders (to list as skipped).
-
-    Raises
-    ------
-    FileNotFoundError
-        When a path does not exist.
-    """
-    inputs: list[BatchInput] = []
-    skipped: list[str] = []
-    for given in paths:
-        path = Path(given)
-        if path.is_dir():
-            base = path.resolve().parent
-            for file in sorted(p for p in path.rglob("*") if p.is_file()):
-                rel = file.resolve().relative_to(base).as_posix()
-                if any(part.startswith(".") for part in PurePosixPath(rel).parts):
-                    continue  # hidden files such as .DS_Store
-                if is_image_name(file.name):
-                    inputs.append(BatchInput(rel, file))
-                else:
-                    skipped.append(rel)
-        elif path.is_file():
-            inputs.append(BatchInput(path.name, path))
-        else:
-            raise FileNotFoundError(f"no such file or folder: {given}")
-    return inputs, skipped
 
 
 def output_names(names: Sequence[str]) -> list[str]:
@@ -181,7 +137,7 @@ def process_one(inp: BatchInput, out_name: str, params: Params) -> ImageOutcome:
             height=image.shape[0],
             width=image.shape[1],
             pixel_size_um=params.pixel_size_um,
-            warnings=" | ".join(result.warnings),
+            warnings=" | ".join([*info.notes, *result.warnings]),
             **result.summary,
         )
         measurements = result.measurements.copy()
@@ -190,7 +146,7 @@ def process_one(inp: BatchInput, out_name: str, params: Params) -> ImageOutcome:
     except (ImageReadError, SegmentationError, ValueError) as exc:
         outcome = ImageOutcome(inp.name, out_name, "failed", str(exc), row)
     except MemoryError:
-        outcome = ImageOutcome(inp.name, out_name, "failed", "not enough memory for this image", row)
+        outcome = ImageOutcome(inp.name, out_name, "failed", TOO_LARGE_FOR_MEMORY, row)
     except Exception as exc:  # noqa: BLE001 - one bad file must never stop a batch
         outcome = ImageOutcome(inp.name, out_name, "failed", f"unexpected error: {type(exc).__name__}: {exc}", row)
     if outcome.status == "failed":
@@ -287,7 +243,7 @@ class _ZipWriter:
             self.zip.writestr(arc, data, compress_type=zipfile.ZIP_STORED if arc.endswith((".tif", ".png")) else zipfile.ZIP_DEFLATED)
         if outcome.measurements is not None:
             part = Path(self.tmp.name) / f"{len(self.measurement_files)}.csv"
-            outcome.measurements.to_csv(part, index=False)
+            csv_safe(outcome.measurements).to_csv(part, index=False)
             self.measurement_files.append(part)
             self.columns += [c for c in outcome.measurements.columns if c not in self.columns]
 
@@ -299,10 +255,11 @@ class _ZipWriter:
             writer.writeheader()
             for part in self.measurement_files:
                 with open(part, newline="", encoding="utf-8") as f:
-                    writer.writerows(csv.DictReader(f))
-        self.zip.writestr(zip_path("summary"), summary.to_csv(index=False))
+                    writer.writerows(csv.DictReader(f))  # already made safe per image
+        self.zip.writestr(zip_path("summary"), csv_safe(summary).to_csv(index=False, lineterminator="\r\n"))
         if errors:
-            self.zip.writestr(zip_path("errors"), pd.DataFrame(errors, columns=["file", "reason"]).to_csv(index=False))
+            table = csv_safe(pd.DataFrame(errors, columns=["file", "reason"]))
+            self.zip.writestr(zip_path("errors"), table.to_csv(index=False, lineterminator="\r\n"))
         self.zip.writestr(zip_path("settings"), self.params.to_json())
         self.zip.writestr(zip_path("script"), script_text(self.params))
         self.zip.writestr(zip_path("readme"), readme_text(self.params, summary))
@@ -338,71 +295,33 @@ Settings:
 # --- the run ------------------------------------------------------------------
 
 
-def _pool(workers: int) -> ProcessPoolExecutor:
-    # forkserver: workers fork from a clean single-threaded server, never from the
-    # (multi-threaded) app process; the pipeline modules are imported once there.
-    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-    ctx = multiprocessing.get_context(method)
-    if method == "forkserver":
-        ctx.set_forkserver_preload(["segmentation.batch"])
-    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+def _run_job(job: tuple[BatchInput, str, Params]) -> ImageOutcome:
+    return process_one(*job)
 
 
-_MAIN_SWAP = threading.Lock()
+def _worker_died(job: tuple[BatchInput, str, Params]) -> ImageOutcome:
+    inp, out_name, _ = job
+    row = {"image": out_name, "file": inp.name, "status": "failed", "reason": WORKER_DIED}
+    return ImageOutcome(inp.name, out_name, "failed", WORKER_DIED, row)
 
 
-@contextlib.contextmanager
-def _without_main_script() -> Iterator[None]:
-    """Start worker processes without the caller's main script.
-
-    A new worker re-imports the parent's ``__main__`` script; under Streamlit
-    that script is the app, which would run once more in every worker (slower
-    start, more memory, log noise).  The workers only need this module.
-    """
-    with _MAIN_SWAP:  # several sessions of the app may start pools at once
-        main = sys.modules.get("__main__")
-        if main is None or getattr(main, "__spec__", None) is not None or not hasattr(main, "__file__"):
-            yield
-            return
-        sys.modules["__main__"] = types.ModuleType("__main__")
-        try:
-            yield
-        finally:
-            sys.modules["__main__"] = main
-
-
-def _outcomes(
-    jobs: list[tuple[BatchInput, str]], params: Params, workers: int, should_stop: Callable[[], bool]
-) -> Iterator[ImageOutcome]:
-    """Outcomes in completion order, with at most 2 x workers images in flight."""
-    if workers <= 1:
-        for inp, out_name in jobs:
+def _outcomes(jobs: list[tuple[BatchInput, str, Params]], pool: LocalWorkers | None, workers: int,
+              should_stop: Callable[[], bool]):
+    """Outcomes in completion order: in this process for one worker, else in worker processes."""
+    if pool is None and workers <= 1:
+        for job in jobs:
             if should_stop():
                 return
-            yield process_one(inp, out_name, params)
+            yield _run_job(job)
         return
-    with _pool(workers) as pool:
-        pending: set[Future] = set()
-        queue = iter(jobs)
-        try:
-            while True:
-                while len(pending) < 2 * workers and not should_stop():
-                    job = next(queue, None)
-                    if job is None:
-                        break
-                    with _without_main_script():  # workers start on the first submits
-                        pending.add(pool.submit(process_one, job[0], job[1], params))
-                if should_stop():
-                    # drop the images still queued; those already running finish
-                    pending = {fut for fut in pending if not fut.cancel()}
-                if not pending:
-                    return
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    yield fut.result()
-        finally:
-            for fut in pending:
-                fut.cancel()
+    own = pool is None
+    pool = pool or LocalWorkers(workers)
+    try:
+        yield from outcomes(jobs, _run_job, pool, in_flight=2 * pool.workers, should_stop=should_stop,
+                            died=_worker_died)
+    finally:
+        if own:
+            pool.shutdown()
 
 
 def run_batch(
@@ -411,9 +330,10 @@ def run_batch(
     out_path: str | os.PathLike,
     *,
     workers: int | None = None,
-    skipped: Sequence[str] = (),
+    skipped: Sequence[Skipped] = (),
     on_progress: Callable[[int, int, ImageOutcome], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    pool: LocalWorkers | None = None,
 ) -> BatchReport:
     """Segment every input with `params` and write the results zip to `out_path`.
 
@@ -427,9 +347,15 @@ def run_batch(
     out_path : path
         The zip to write (replaced if it exists).
     workers : int, optional
-        Processes to use; default every core.
-    skipped : sequence of str
-        Names of non-image files, listed in the summary as skipped.
+        Processes to use; default every core.  With 1, images are processed
+        in this process.
+    skipped : sequence of Skipped
+        Files found but not segmented (see :mod:`segmentation.inputs`), listed
+        in the summary with their reason; damaged, encrypted and too large
+        ones also in ``errors.csv``.
+    pool : LocalWorkers, optional
+        Worker processes to use instead of starting `workers` new ones (the
+        app's Batch page shares one pool among its sessions).
     on_progress : callable(done, total, outcome), optional
         Called after each image.
     should_stop : callable() -> bool, optional
@@ -445,14 +371,15 @@ def run_batch(
     should_stop = should_stop or (lambda: False)
     out_path = Path(out_path)
     names = output_names([i.name for i in inputs])
-    jobs = list(zip(inputs, names))
+    jobs = [(inp, name, params) for inp, name in zip(inputs, names)]
     rows: dict[str, dict] = {}
     errors: list[tuple[str, str]] = []
     thumbnails: dict[str, bytes] = {}
     writer = _ZipWriter(out_path, params)
     stopped = False
     try:
-        for outcome in _outcomes(jobs, params, min(workers, max(1, len(jobs))), should_stop):
+        errors += [(s.name, s.reason) for s in skipped if s.kind in SKIPPED_AS_ERRORS]
+        for outcome in _outcomes(jobs, pool, min(workers, max(1, len(jobs))), should_stop):
             writer.add(outcome)
             rows[outcome.out_name] = outcome.row
             if outcome.status == "failed":
@@ -464,9 +391,11 @@ def run_batch(
         stopped = len(rows) < len(jobs)
     finally:
         table = []
-        for inp, out_name in jobs:
-            table.append(rows.get(out_name) or {"image": out_name, "file": inp.name, "status": "not run", "reason": "the run was stopped before this file"})
-        table += [{"image": "", "file": s, "status": "skipped", "reason": "not an image file (.tif, .tiff, .png, .jpg, .jpeg)"} for s in skipped]
+        for inp, out_name, _ in jobs:
+            table.append(rows.get(out_name) or {"image": out_name, "file": inp.name, "status": "not run",
+                                                "reason": "the run was stopped before this file"})
+        table += [{"image": "", "file": s.name, "status": "skipped", "reason": s.reason}
+                  for s in skipped if s.kind != "hidden"]
         summary = pd.DataFrame(table).reindex(columns=SUMMARY_COLUMNS)
         for col in ("objects", "dropped_without_seed", "height", "width"):
             summary[col] = summary[col].astype("Int64")

@@ -9,10 +9,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 from pathlib import Path
 
-from .batch import ImageOutcome, collect_inputs, run_batch
-from .params import Params
+from .batch import ImageOutcome, run_batch
+from .inputs import plan_paths, stage
+from .params import MAX_SETTINGS_BYTES, Params
+from .safety import visible
 
 __all__ = ["main"]
 
@@ -40,23 +43,25 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
         return int(exc.code or 0)
     try:
-        params = Params.from_json(Path(args.settings).read_text(encoding="utf-8")) if args.settings else Params()
+        params = _read_settings(args.settings) if args.settings else Params()
     except (OSError, ValueError) as exc:
-        print(f"error: cannot use settings '{args.settings}': {exc}", file=sys.stderr)
+        print(f"error: cannot use settings '{visible(args.settings)}': {exc}", file=sys.stderr)
         return 2
     if args.workers < 1:
         print("error: --workers must be 1 or more", file=sys.stderr)
         return 2
     try:
-        inputs, skipped = collect_inputs(args.inputs)
+        plan = plan_paths(args.inputs)
     except FileNotFoundError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {visible(str(exc))}", file=sys.stderr)
         return 2
-    if not inputs:
+    for problem in plan.problems:
+        print(f"problem: {visible(problem)}", file=sys.stderr)
+    if not plan.images:
         print("error: no image files (.tif, .tiff, .png, .jpg, .jpeg) found in the inputs", file=sys.stderr)
         return 2
-    for name in skipped:
-        print(f"skipped {name}: not an image file", file=sys.stderr)
+    for renamed in plan.renamed:
+        print(f"renamed {visible(renamed.original)} -> {renamed.name}: {renamed.reason}", file=sys.stderr)
 
     def progress(done: int, total: int, outcome: ImageOutcome) -> None:
         if outcome.status == "ok":
@@ -64,9 +69,28 @@ def main(argv: list[str] | None = None) -> int:
             what = f"{row['objects']} objects, threshold {row['threshold']:.6g}"
         else:
             what = f"FAILED: {outcome.reason}"
-        print(f"[{done}/{total}] {outcome.name}: {what}", file=sys.stderr, flush=True)
+        print(f"[{done}/{total}] {visible(outcome.name)}: {visible(what)}", file=sys.stderr, flush=True)
 
-    report = run_batch(inputs, params, args.out, workers=args.workers, skipped=skipped, on_progress=progress)
+    with tempfile.TemporaryDirectory(prefix="nuclei-cli-") as staging:
+        inputs, failed = stage(plan, staging)  # zip members are extracted here; files are read in place
+        skipped = plan.skipped + failed
+        for s in skipped:
+            if s.kind != "hidden":
+                print(f"skipped {visible(s.name)}: {s.reason}", file=sys.stderr)
+        try:
+            report = run_batch(inputs, params, args.out, workers=args.workers, skipped=skipped, on_progress=progress)
+        except KeyboardInterrupt:
+            print(f"stopped: {args.out} holds the images finished so far", file=sys.stderr)
+            return 130
     print(f"wrote {args.out}: {report.n_ok} of {len(inputs)} images segmented, "
-          f"{len(report.errors)} failed, in {report.seconds:.1f} s", file=sys.stderr)
+          f"{len(report.errors)} failed or skipped for a problem, in {report.seconds:.1f} s", file=sys.stderr)
     return 1 if report.errors else 0
+
+
+def _read_settings(path: str) -> Params:
+    """The settings file at `path` (bounded in size before it is read)."""
+    file = Path(path)
+    if file.stat().st_size > MAX_SETTINGS_BYTES:
+        raise ValueError(f"the file is {file.stat().st_size / 1e6:.3g} MB; a settings file of this app is a few "
+                         f"hundred bytes (at most {MAX_SETTINGS_BYTES // 1024} kB): is it the right file?")
+    return Params.from_json(file.read_bytes())

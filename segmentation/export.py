@@ -20,6 +20,7 @@ import tifffile
 from .display import outline_overlay, png_bytes, stretch
 from .filters import BACKGROUNDS, FILTERS
 from .params import Params
+from .safety import csv_safe
 from .split import SEED_METHODS
 from .stages import Result
 from .threshold import THRESHOLD_METHODS
@@ -110,7 +111,8 @@ def overlay_png(result: Result) -> bytes:
 
 
 def csv_bytes(df: pd.DataFrame) -> bytes:
-    return df.to_csv(index=False).encode("utf-8")
+    """A table as CSV, with text cells that a spreadsheet would run as a formula defused (see :mod:`.safety`)."""
+    return csv_safe(df).to_csv(index=False, lineterminator="\r\n").encode("utf-8")
 
 
 def image_outputs(result: Result, name: str) -> dict[str, bytes]:

@@ -7,6 +7,7 @@ until the run has finished, as the page's progress fragment does in a browser.
 from __future__ import annotations
 
 import io
+import re
 import os
 import time
 import zipfile
@@ -23,7 +24,7 @@ from segmentation.batch import flag_outliers
 from segmentation.display import format_value
 from segmentation.filters import filter_image
 from segmentation.threshold import threshold_image
-from testdata import ROOT, SAMPLE, require_shared
+from testdata import ROOT, SAMPLE, require_shared, rendered
 
 APP = str(ROOT / "app.py")
 CORRUPT_TIFF = b"II*\x00" + b"\x08\x00\x00\x00" + b"this is not an image" * 8
@@ -56,9 +57,11 @@ def run_to_end(at: AppTest, timeout: float = 120.0, click: bool = True):
 
 
 def texts(at: AppTest) -> str:
+    """The page's words as a reader sees them (markdown escapes removed; plain text included)."""
     parts = [m.value for m in at.markdown] + [c.value for c in at.caption] + [e.value for e in at.error]
     parts += [w.value for w in at.warning] + [s.value for s in at.success] + [e.label for e in at.expander]
-    return "\n".join(str(p) for p in parts)
+    parts += [t.value for t in at.text]
+    return re.sub(r"\\(.)", r"\1", "\n".join(str(p) for p in parts))
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +116,7 @@ def test_batch_of_real_images_matches_segment(kc167):
     assert metrics["Segmented"] == "5 of 6" and metrics["Failed"] == "1" and metrics["Skipped"] == "1"
     page = texts(at)
     assert "exp/broken.tif" in page and "Files that could not be segmented (1)" in [s.value for s in at.subheader]
-    assert "Skipped, not image files" in page and "exp/notes.txt" in page
+    assert "Skipped files (1)" in page and "exp/notes.txt — not an image file" in page
     assert "less than half or more than 2×" in page  # the outlier rule, in words
     assert at.download_button(key="batch_download").label == "Download results.zip"
     assert len(at.image) == 5  # one thumbnail per segmented image
@@ -190,7 +193,7 @@ def test_settings_file(kc167):
 
     at.file_uploader(key="batch_settings_file").set_value(("bad.json", b"{not json", "application/json")).run()
     assert not at.exception
-    assert "Cannot use 'bad.json'" in at.error[0].value
+    assert "Cannot use 'bad.json'" in rendered(at.error[0].value)
     assert at.button(key="batch_start").disabled
 
     mine = Params(split="none", min_size=50)
@@ -232,7 +235,7 @@ def test_zip_upload_keeps_folder_names(kc167):
     with zipfile.ZipFile(job.zip_path) as z:
         labels = sorted(n for n in z.namelist() if n.startswith("labels/"))
     assert labels == ["labels/extra.tif", "labels/plate1/A01/img.tif", "labels/plate1/A02/img.tif"]
-    assert job.report.skipped == ["plate1.zip: plate1/readme.md"]
+    assert [x.name for x in job.report.skipped if x.kind != "hidden"] == ["plate1.zip/plate1/readme.md"]
 
 
 @pytest.mark.shows_errors
@@ -241,7 +244,7 @@ def test_damaged_zip_and_no_images_are_explained():
     at.radio(key="batch_source_kind").set_value("files").run()
     at.file_uploader(key="batch_files").set_value([("broken.zip", b"PK\x03\x04 nope", "application/zip")]).run()
     assert not at.exception
-    assert "not a valid zip file" in at.error[0].value
+    assert "not a valid zip file" in rendered(at.error[0].value)
     assert at.button(key="batch_start").disabled
     at.file_uploader(key="batch_files").set_value([("notes.txt", b"hello", "text/plain")]).run()
     assert "None of the 1 uploaded files is an image" in at.warning[0].value
@@ -261,3 +264,40 @@ def test_outlier_rule_in_words():
     assert flags[4].startswith("no nuclei found") and "low cutoff" in flags[4]
     assert flags[5] == ""  # failed files are listed elsewhere
     assert flag_outliers(summary.iloc[:2]).tolist() == ["", ""]  # too few images to compare
+
+
+@pytest.mark.shows_errors
+def test_a_zip_with_every_fault_returns_every_good_image_and_lists_the_rest(tmp_path):
+    # 20 good images, a damaged member, an encrypted one, a zip bomb and a valid 20,000² TIFF
+    import hostile
+
+    good = [(f"exp/img_{i:02d}.tif", hostile.small_tiff(i)) for i in range(20)]
+    huge = hostile.big_valid_tiff(tmp_path / "huge.tif", 20_000).read_bytes()
+    members = [*good[:10], ("exp/damaged.tif", hostile.small_tiff(90)), ("exp/secret.tif", hostile.small_tiff(91)),
+               ("exp/huge_20k.tif", huge), *good[10:]]
+    data = hostile.damage_member(hostile.zip_bytes(members), "exp/damaged.tif")
+    data = hostile.patch_member(data, "exp/secret.tif", flag_bits=1)
+    buf = io.BytesIO(data)
+    with zipfile.ZipFile(buf, "a", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+        with archive.open("exp/zeros.tif", "w", force_zip64=True) as dst:
+            for _ in range(256):
+                dst.write(bytes(1 << 20))
+
+    at = batch_page()
+    at.radio(key="batch_source_kind").set_value("files").run()
+    at.file_uploader(key="batch_files").set_value([("plate.zip", buf.getvalue(), "application/zip")]).run()
+    job = run_to_end(at)
+    summary = job.report.summary
+    assert sorted(summary.loc[summary["status"] == "ok", "file"]) == [name for name, _ in good]
+    listed = dict(zip(summary["file"], summary["reason"]))
+    assert "too large" in listed["exp/huge_20k.tif"]
+    assert "cannot" in listed["plate.zip/exp/damaged.tif"] or "damaged" in listed["plate.zip/exp/damaged.tif"]
+    assert "encrypted" in listed["plate.zip/exp/secret.tif"]
+    assert "unpacks" in listed["plate.zip/exp/zeros.tif"]
+    with zipfile.ZipFile(job.zip_path) as z:
+        assert sum(n.startswith("labels/") for n in z.namelist()) == 20
+        errors = pd.read_csv(z.open("errors.csv"))
+    assert len(errors) == 4
+    page = texts(at)
+    for name in ("exp/huge_20k.tif", "plate.zip/exp/damaged.tif", "plate.zip/exp/secret.tif", "plate.zip/exp/zeros.tif"):
+        assert name in page, name

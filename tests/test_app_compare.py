@@ -10,6 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from segmentation.display import format_value
+from testdata import rendered
 from segmentation import Params, segment
 from segmentation.filters import filter_image
 from segmentation.threshold import AUTO_THRESHOLD_METHODS, all_auto_thresholds
@@ -108,7 +109,7 @@ def test_bad_sizes_get_a_plain_message():
     at = open_compare()
     at.text_input(key="cmp_windows").set_value("3, banana").run()
     assert not at.exception
-    assert any("'banana' is not a number" in e.value for e in at.error)
+    assert any("'banana' is not a number" in rendered(e.value) for e in at.error)
 
 
 def test_region_and_tab_survive_a_visit_to_the_segment_page():
@@ -129,7 +130,7 @@ def test_unreadable_image_gives_a_message_not_a_traceback():
     at.session_state["source"] = ImageSource("broken.tif", b"not a tiff", "0" * 32)
     at.switch_page(COMPARE).run()
     assert not at.exception
-    assert at.error and "broken.tif" in at.error[0].value
+    assert at.error and "broken.tif" in rendered(at.error[0].value)
     assert np.all([b.key is None or not str(b.key).startswith("cmp_use") for b in at.button])
 
 

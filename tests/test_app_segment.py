@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 from segmentation import Params, segment
 from segmentation.display import format_value
 from segmentation.io import load_plane
-from testdata import SAMPLE
+from testdata import SAMPLE, rendered
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
@@ -107,7 +107,7 @@ def test_bad_settings_json_gives_a_message():
     at = run_app()
     at.file_uploader(key="settings_upload").set_value(("s.json", b'{"schema": "x"}', "application/json")).run()
     assert not at.exception
-    assert any("not a settings file" in e.value for e in at.error)
+    assert any("not a settings file" in rendered(e.value) for e in at.error)
     assert int(metric(at, "Objects")) > 0
 
 
@@ -145,7 +145,7 @@ def test_unreadable_upload_keeps_the_current_image():
     before = metric(at, "Objects")
     at.file_uploader(key="upload_0").set_value(("broken.tif", b"this is not a tiff", "image/tiff")).run()
     assert not at.exception
-    assert any("broken.tif" in e.value for e in at.error)
+    assert any("broken.tif" in rendered(e.value) for e in at.error)
     assert metric(at, "Objects") == before
 
 
@@ -157,7 +157,7 @@ def test_constant_image_upload_is_refused_with_a_reason():
     before = metric(at, "Objects")
     at.file_uploader(key="upload_0").set_value(("flat.tif", buf.getvalue(), "image/tiff")).run()
     assert not at.exception
-    assert any("flat.tif" in e.value and "1000" in e.value for e in at.error)
+    assert any("flat.tif" in rendered(e.value) and "1000" in rendered(e.value) for e in at.error)
     assert metric(at, "Objects") == before
 
 
@@ -184,7 +184,7 @@ def test_new_image_starts_unzoomed_and_sample_button_empties_the_uploader():
     use_sample = next(b for b in at.button if b.label == "Use sample image")
     use_sample.click().run()
     assert not at.exception
-    assert "sample_nuclei.tif" in " ".join(c.value for c in at.caption)
+    assert "sample_nuclei.tif" in " ".join(rendered(c.value) for c in at.caption)
     assert at.file_uploader(key="upload_1").value is None  # a fresh, empty uploader
 
 

@@ -15,13 +15,12 @@ from segmentation import ImageReadError, Params, segment
 from testdata import SAMPLE
 from segmentation.batch import (
     SUMMARY_COLUMNS,
-    BatchInput,
-    collect_inputs,
     output_names,
     process_one,
     run_batch,
 )
 from segmentation.export import script_text
+from segmentation.inputs import BatchInput, Skipped, plan_paths, stage
 from segmentation.io import load_plane
 
 PARAMS = Params(min_size=15, footprint=21, min_distance=8)
@@ -75,6 +74,17 @@ def make_folder(root: Path, sample: np.ndarray) -> Path:
 GOOD = {"exp/a/img": "exp/a/img.tif", "exp/b/img": "exp/b/img.tif", "exp/sample": "exp/sample.tif"}
 
 
+def collect_inputs(paths: list[Path]) -> tuple[list[BatchInput], list[Skipped]]:
+    """What the command line does: plan the files and folders, stage them (files on disk stay in place)."""
+    plan = plan_paths(paths)
+    inputs, failed = stage(plan, Path(paths[0]).parent / ".staging")
+    return inputs, plan.skipped + failed
+
+
+def shown(skipped: list[Skipped]) -> list[str]:
+    return [s.name for s in skipped if s.kind != "hidden"]
+
+
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory, sample) -> Path:
     return make_folder(tmp_path_factory.mktemp("batch"), sample)
@@ -112,11 +122,12 @@ def test_collect_inputs_keeps_folder_names_and_lists_non_images(folder):
     names = [i.name for i in inputs]
     assert set(GOOD.values()) <= set(names)
     assert {f"exp/bad/{n}" for n in BAD_REASONS} <= set(names)
-    assert skipped == ["exp/notes.txt"]  # .DS_Store (hidden) is neither
+    assert shown(skipped) == ["exp/notes.txt"]  # .DS_Store (hidden) is neither
+    assert [s.kind for s in skipped if s.name.endswith(".DS_Store")] == ["hidden"]
     assert all(isinstance(i.source, Path) and i.source.is_file() for i in inputs)
     # a file given directly is named by its file name
     single, none = collect_inputs([folder / "a" / "img.tif"])
-    assert [i.name for i in single] == ["img.tif"] and none == []
+    assert [i.name for i in single] == ["img.tif"] and shown(none) == []
     with pytest.raises(FileNotFoundError, match="missing"):
         collect_inputs([folder / "missing"])
 
@@ -185,11 +196,11 @@ def test_summary_has_ok_failed_and_skipped_rows(run, folder):
     inputs, skipped, report, _ = run
     zipped = pd.read_csv(io.BytesIO(read_zip(report.zip_path)["summary.csv"]))
     assert list(zipped.columns) == SUMMARY_COLUMNS
-    assert len(zipped) == len(inputs) + len(skipped)
+    assert len(zipped) == len(inputs) + len(shown(skipped))
     assert (zipped["status"] == "ok").sum() == report.n_ok == len(GOOD)
     assert (zipped["status"] == "failed").sum() == len(BAD_REASONS)
     skipped_rows = zipped[zipped["status"] == "skipped"]
-    assert skipped_rows["file"].tolist() == ["exp/notes.txt"] and report.skipped == ["exp/notes.txt"]
+    assert skipped_rows["file"].tolist() == ["exp/notes.txt"] and shown(report.skipped) == ["exp/notes.txt"]
     assert skipped_rows["reason"].str.contains("not an image").all()
     ok = zipped[zipped["status"] == "ok"].set_index("image")
     for out_name, rel in GOOD.items():
@@ -310,7 +321,7 @@ def test_image_with_no_objects_is_ok_with_a_warning(folder, tmp_path):
 
 
 def test_no_inputs_still_writes_a_valid_zip(tmp_path):
-    report = run_batch([], PARAMS, tmp_path / "r.zip", workers=2, skipped=["x.txt"])
+    report = run_batch([], PARAMS, tmp_path / "r.zip", workers=2, skipped=[Skipped("x.txt", "not_image", "not an image")])
     assert report.n_ok == 0 and not report.stopped
     files = read_zip(report.zip_path)
     assert {"summary.csv", "settings.json", "segment.py", "README.txt", "measurements.csv"} <= set(files)

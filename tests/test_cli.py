@@ -199,3 +199,36 @@ def test_python_dash_m_segmentation_runs(good_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "[1/1] left.tif:" in proc.stderr
     assert "labels/left.tif" in zip_files(out)
+
+
+def test_a_bomb_first_never_sinks_the_good_images(tmp_path, capsys):
+    # the bomb declares 100,000² in 78 kB and comes first; then 20 good images, on 2 worker processes
+    from hostile import small_tiff, tiled_bomb
+
+    folder = tmp_path / "plate"
+    folder.mkdir()
+    (folder / "000_bomb.tif").write_bytes(tiled_bomb(100_000))
+    for i in range(20):
+        (folder / f"img_{i:02d}.tif").write_bytes(small_tiff(i, side=128))
+    out = tmp_path / "results.zip"
+    assert main([str(folder), "--out", str(out), "--workers", "2"]) == 1  # one failed, the rest written
+    files = zip_files(out)
+    assert sorted(n for n in files if n.startswith("labels/")) == [f"labels/plate/img_{i:02d}.tif" for i in range(20)]
+    summary = pd.read_csv(io.BytesIO(files["summary.csv"])).set_index("image")
+    assert (summary["status"] == "ok").sum() == 20
+    assert summary.loc["plate/000_bomb", "status"] == "failed"
+    assert "too large" in summary.loc["plate/000_bomb", "reason"]
+    errors = pd.read_csv(io.BytesIO(files["errors.csv"]))
+    assert errors["file"].tolist() == ["plate/000_bomb.tif"] and "100,000×100,000" in errors["reason"][0]
+    assert "Traceback" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content", ["[" * 100_000 + "]" * 100_000, '{"' + 'k": 1, "' * 2_000_000 + 'z": 0}'],
+                         ids=["nested-100000-deep", "huge-with-unknown-keys"])
+def test_hostile_settings_exit_2_with_one_short_line(good_dir, tmp_path, capsys, content):
+    settings = tmp_path / "settings.json"
+    settings.write_text(content)
+    assert main([str(good_dir), "--out", str(tmp_path / "r.zip"), "--settings", str(settings)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and len(err) < 400 and "Traceback" not in err
+    assert not (tmp_path / "r.zip").exists()

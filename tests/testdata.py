@@ -42,3 +42,10 @@ def _peaks_to_mask(coords, shape):
     peaks = np.zeros(shape, dtype=bool)
     peaks[tuple(coords.T)] = True
     return peaks
+
+
+def rendered(markdown: str) -> str:
+    """Markdown source as a reader sees it: without the backslash escapes that keep user text from being markup."""
+    import re
+
+    return re.sub(r"\\(.)", r"\1", str(markdown))
