@@ -102,10 +102,11 @@ def finish(
 ) -> Result:
     """Measure the objects and assemble the :class:`Result` with its warnings.
 
-    `measure_cache` is passed on to :func:`~segmentation.measure.measure_objects`.
+    `measure_cache` is ignored: measuring is whole-image and cheaper than a per-object
+    cache (to be removed with its caller in ``pages/common.py``).
     """
     labels = split.labels
-    measurements = measure_objects(labels, image, params.pixel_size_um, cache=measure_cache)
+    measurements = measure_objects(labels, image, params.pixel_size_um)
     summary = summarize(measurements, mask, thresholded.value, thresholded.method)
     # whole objects the watershed dropped for want of a seed (the course's recipe does this)
     unseeded_objects = int(measure.label(split.unseeded).max()) if split.unseeded.any() else 0
