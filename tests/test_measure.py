@@ -270,6 +270,8 @@ def test_channel_columns_are_named_by_channel_and_checked():
         measure_objects(labels, image, channels={"ch2": np.ones((8, 9))})
     with pytest.raises(ValueError, match="shape"):
         measure_objects(labels, np.ones((9, 8)))
+    with pytest.raises(ValueError, match="2-D"):
+        measure_objects(labels[None], image[None])
     empty = measure_objects(np.zeros_like(labels), image, channels={"ch2": image}, ring_width=1)
     assert len(empty) == 0 and "ch2_ring_median" in empty.columns
 
