@@ -487,15 +487,22 @@ class _Objects:
         xs[:-1][twin] = np.minimum(xs[:-1][twin], xs[1:][twin])
         keep = np.r_[True, ~twin]
         chain, ys, xs = chain[keep], ys[keep], xs[keep]
-        # drop every point on or above the chord of its neighbours until none is: the envelope remains
-        while True:
+        # drop every point on or above the chord of its neighbours until none is: the envelope remains;
+        # a chain with nothing to drop is done and leaves the loop
+        done = []
+        while chain.size:
             dy0, dx0 = ys[1:-1] - ys[:-2], xs[1:-1] - xs[:-2]
             dy1, dx1 = ys[2:] - ys[:-2], xs[2:] - xs[:-2]
-            inside = (chain[:-2] == chain[2:]) & (dx0 * dy1 >= dy0 * dx1)
-            if not inside.any():
-                break
-            keep = np.r_[True, ~inside, True]
+            inside = np.r_[False, (chain[:-2] == chain[2:]) & (dx0 * dy1 >= dy0 * dx1), False]
+            busy = np.zeros(2 * n, bool)
+            busy[chain[inside]] = True
+            finished = ~busy[chain]
+            done.append((chain[finished], ys[finished], xs[finished]))
+            keep = busy[chain] & ~inside
             chain, ys, xs = chain[keep], ys[keep], xs[keep]
+        chain, ys, xs = (np.concatenate(parts) for parts in zip(*done))
+        order = np.argsort(chain, kind="stable")  # each chain's points are in y order already
+        chain, ys, xs = chain[order], ys[order], xs[order]
         # every row of each object's box: where its two sides cross it
         y0, _, y1, _ = self.bbox
         height = y1 - y0

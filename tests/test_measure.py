@@ -134,6 +134,17 @@ def test_columns_equal_regionprops_on_random_labels(dtype):
             assert_equals_regionprops(labels, random_image(rng, labels.shape, dtype))
 
 
+def test_columns_equal_regionprops_on_a_disk_with_a_long_tail():
+    """A hull side that many passes of the envelope search peel back point by point."""
+    labels = np.zeros((330, 330), np.uint32)
+    yy, xx = np.ogrid[:330, :330]
+    labels[(yy - 82) ** 2 + (xx - 242) ** 2 <= 80**2] = 5
+    for i in range(160):  # a tail from the lower left of the disk, down and far left
+        labels[122 + i // 3, 178 - i] = 5
+    labels[300:310, 20:30] = 9  # and a plain square beside it
+    assert_equals_regionprops(labels, (yy * xx % 251).astype(np.uint8))
+
+
 # (image, ground-truth labels or None): real label images too, with their own ids (2, 4, …)
 REAL = {
     "stardist": ("stardist_pkg/images/img2d.tif", "stardist_pkg/masks/img2d.tif"),
