@@ -482,7 +482,7 @@ class _Objects:
         chain = np.repeat(np.r_[obj, obj + n], 3)
         ys = np.tile((2 * y[:, None] + [-1, 0, 1]).ravel(), 2)
         xs = np.r_[(2 * left[:, None] + [0, -1, 0]).ravel(), (-2 * right[:, None] + [0, -1, 0]).ravel()]
-        # two rows in a row share the edge between them: keep its outer point
+        # consecutive rows both give a point on the edge between them: keep the outer one
         twin = (chain[1:] == chain[:-1]) & (ys[1:] == ys[:-1])
         xs[:-1][twin] = np.minimum(xs[:-1][twin], xs[1:][twin])
         keep = np.r_[True, ~twin]
@@ -513,10 +513,11 @@ class _Objects:
         ends = []
         for side in (row_obj, row_obj + n):
             k = np.searchsorted(vertex_keys, side * span + row_y + 1, side="right") - 1
-            # the side's x at row_y, in half pixels, is num / den; the first pixel centre at or after it:
+            # the side's x at row_y, in half pixels, is num / den: the first pixel column inside it
             den = ys[k + 1] - ys[k]
             num = xs[k] * den + (row_y - ys[k]) * (xs[k + 1] - xs[k])
             ends.append(-((-num) // (2 * den)))
+        # a row of the hull runs from column ends[0] to -ends[1] (the right side was mirrored)
         return np.bincount(row_obj, -ends[1] - ends[0] + 1, minlength=n)
 
 
