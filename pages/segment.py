@@ -265,8 +265,7 @@ def main() -> None:
         histogram(stages, params)
     view = zoom_controls(plane.shape, scale)
     views(stages, view)
-    result = measure_stages(stages, params, cache=caches().stages, measure_cache=_object_cache("measure", key),
-                            pixel_scale=scale)
+    result = measure_stages(stages, params, cache=caches().stages, pixel_scale=scale)
     with notes:
         for note in result.warnings:
             st.warning(note, icon="⚠️")

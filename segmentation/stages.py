@@ -175,9 +175,7 @@ def filter_stage(image: np.ndarray, params: Params, *, image_key: Hashable = "im
     return cache.get(key, lambda: filter_image(image, params.only("filter"))), key
 
 
-def measure_stages(
-    stages: Stages, params: Params, *, cache: Any = None, measure_cache: dict | None = None, pixel_scale: float = 1.0
-) -> Result:
+def measure_stages(stages: Stages, params: Params, *, cache: Any = None, pixel_scale: float = 1.0) -> Result:
     """Measure the objects of `stages` and assemble the :class:`Result` with its warnings.
 
     `pixel_scale` multiplies the pixel size: a page that works on a 2×
@@ -186,7 +184,7 @@ def measure_stages(
     cache = cache if cache is not None else _NoCache()
     size = params.pixel_size_um * pixel_scale if params.pixel_size_um else None
     key = (*stages.keys["objects"], *stages.keys["threshold"], "measure", params.stage("measure"), pixel_scale)
-    return cache.get(key, lambda: finish(stages, params.only("threshold", "measure"), size, measure_cache))
+    return cache.get(key, lambda: finish(stages, params.only("threshold", "measure"), size))
 
 
 def keep_objects(split: SplitResult, params: Any) -> SplitResult:
@@ -202,13 +200,10 @@ def removed_pixels(binary: np.ndarray, mask: np.ndarray, labels: np.ndarray) -> 
     return (binary | mask) & (labels == 0)
 
 
-def finish(stages: Stages, params: Any, pixel_size_um: float | None, measure_cache: dict | None = None) -> Result:
-    """Measure the objects and assemble the :class:`Result` with its warnings.
-
-    `measure_cache` is passed on to :func:`~segmentation.measure.measure_objects`.
-    """
+def finish(stages: Stages, params: Any, pixel_size_um: float | None) -> Result:
+    """Measure the objects and assemble the :class:`Result` with its warnings."""
     split, thresholded, mask = stages.split, stages.thresholded, stages.mask
-    measurements = measure_objects(split.labels, stages.image, pixel_size_um, cache=measure_cache)
+    measurements = measure_objects(split.labels, stages.image, pixel_size_um)
     summary = summarize(measurements, mask, thresholded.value, thresholded.method)
     # whole objects the watershed dropped for want of a seed (the course's recipe does this)
     unseeded_objects = int(measure.label(split.unseeded).max()) if split.unseeded.any() else 0

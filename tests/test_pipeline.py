@@ -145,18 +145,6 @@ def test_distance_map_edge_cases():
     np.testing.assert_array_equal(distance_map(touching_border), ndi.distance_transform_edt(touching_border))
 
 
-def test_measure_cache_gives_the_same_table(sample):
-    from segmentation.measure import measure_objects
-
-    cache: dict = {}
-    for min_size in (10, 200, 10, 400):  # objects come and go, and come back
-        labels = segment(sample, Params(min_size=min_size)).labels
-        cached = measure_objects(labels, sample, 0.5, cache=cache)
-        fresh = measure_objects(labels, sample, 0.5)
-        pd.testing.assert_frame_equal(cached, fresh, check_dtype=False)
-    assert len(cache) > len(fresh)  # objects of earlier settings are kept
-
-
 @pytest.mark.parametrize("name", RECIPE_IMAGES[:3])
 def test_split_with_cache_equals_plain_calls(name):
     from segmentation.io import load_plane
