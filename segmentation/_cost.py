@@ -19,14 +19,14 @@ from .params import Params
 __all__ = ["estimated_seconds"]
 
 # ns per pixel, measured with benchmarks/filters_bench.py and the notes in PERF-NOTES.md
-NS_ROLLING_BALL_KERNEL_PX = 1.2  # skimage rolling_ball: per pixel and per element of its (2r+1)² kernel
-NS_ROLLING_BALL_FAST_PX = 30.0  # the shrink and the interpolation back, per full-size pixel
-NS_TOPHAT_PX_PER_RADIUS = 2.0  # OpenCV erode + dilate with the 'sequence' disk, 16-bit, per px of radius
+NS_ROLLING_BALL_KERNEL_PX = 1.1  # skimage rolling_ball: per pixel and per element of its (2r+1)² kernel
+NS_ROLLING_BALL_FAST_PX = 50.0  # the shrink and the interpolation back, per full-size pixel
+NS_TOPHAT_PX_PER_RADIUS = 1.5  # OpenCV erode + dilate with the 'sequence' disk, 16-bit, per px of radius
 NS_TOPHAT_FLOAT_PX_PER_RADIUS = 30.0  # scikit-image's, on a float64 image
 NS_GAUSSIAN_PX = 15.0
 NS_GAUSSIAN_PX_PER_SIGMA = 4.0
 NS_MEAN_PX = 35.0
-NS_CV2_SMALL_MEDIAN = 3.0  # OpenCV median 3 × 3 or 5 × 5 on 16-bit codes
+NS_CV2_SMALL_MEDIAN = 8.0  # OpenCV median 3 × 3 or 5 × 5 on 16-bit codes
 NS_ENCODE_INT = 8.0  # dense codes of an integer image (a histogram)
 TYPICAL_BANDS = 8  # bands of 255 codes a 12-bit image needs (segmentation._median)
 
@@ -53,7 +53,7 @@ def estimated_seconds(shape: tuple[int, ...], params: Params, dtype: np.dtype | 
     Examples
     --------
     >>> round(estimated_seconds((512, 512), Params(background="rolling_ball", background_radius=100)))
-    13
+    12
     >>> estimated_seconds((512, 512), Params()) < 0.1
     True
     """
