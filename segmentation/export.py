@@ -9,6 +9,7 @@ come from it.
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
 from dataclasses import dataclass
@@ -139,10 +140,26 @@ def script_text(params: Params) -> str:
         "__THRESHOLDS__": _table(THRESHOLD_METHODS, "img, s"),
         "__SEEDS__": _table(SEED_METHODS, "distance, mask, s"),
     }
-    text = _SCRIPT.replace("__SETTINGS__", settings)
+    text = _SCRIPT.replace("__SETTINGS__", settings).replace("__HELPERS__", _helper_sources())
     for marker, table in tables.items():
         text = text.replace(marker, table)
     return text
+
+
+def _helper_sources() -> str:
+    """The source of the modules whose functions registry entries call (see ``Method.helpers``)."""
+    modules = []
+    for registry in (BACKGROUNDS, FILTERS, THRESHOLD_METHODS, SEED_METHODS):
+        for method in registry.values():
+            for helper in method.helpers:
+                module = inspect.getmodule(helper)
+                if module not in modules:
+                    modules.append(module)
+    parts = []
+    for module in modules:
+        source = inspect.getsource(module).replace("from __future__ import annotations\n", "")
+        parts.append(f"# --- from {module.__name__} (nuclei segmentation app) ---\n{source.strip()}\n")
+    return "\n\n".join(parts)
 
 
 def _table(registry: dict, args: str) -> str:
@@ -175,6 +192,9 @@ from skimage import filters, measure, morphology, restoration, segmentation
 from skimage.feature import peak_local_max
 
 SETTINGS = __SETTINGS__
+
+
+__HELPERS__
 
 SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
 

@@ -32,12 +32,16 @@ class Method:
     code : str, optional
         The same call in the exported script (plain scikit-image/scipy), as
         an expression of ``img`` (the image) and ``s`` (the settings dict).
+    helpers : tuple of functions
+        Functions of this package that `code` calls; their source is copied
+        into the exported script, which never imports this package.
     """
 
     label: str
     help: str
     func: Callable[..., Any] | None = None
     code: str | None = None
+    helpers: tuple[Callable[..., Any], ...] = ()
 
 
 def labels(registry: Mapping[str, Method]) -> dict[str, str]:

@@ -185,6 +185,10 @@ SCRIPT_PARAMS = {
         threshold_method="local", block_size=61, offset=-2.0, seed_method="h_maxima", h=1.5,
         distance_sigma=1.5, keep_unseeded=True, fill_holes=True, max_hole_size=30,
     ),
+    "fastball-tophat-median": Params(
+        background="rolling_ball_fast", background_radius=25, filter="median", filter_size=9,
+        threshold_method="li", min_size=30,
+    ),
     "rollingball-mean-dark-none": Params(
         background="rolling_ball", background_radius=15, filter="mean", filter_size=3,
         threshold_method="triangle", objects="dark", split="none", min_size=50,

@@ -35,6 +35,7 @@ def script_call(method, **names):
     scope = {"np": np, "ndi": ndi, "filters": filters, "measure": measure, "morphology": morphology,
              "restoration": restoration, "segmentation": segmentation, "peak_local_max": peak_local_max,
              "skimage": skimage, "peaks_to_mask": _peaks_to_mask}
+    scope.update({helper.__name__: helper for helper in method.helpers})
     return eval(method.code, scope, {"s": {}, **names})  # noqa: S307 - our own registry's code
 
 
