@@ -24,7 +24,8 @@ from synthetic import nuclei_image  # noqa: E402
 from segmentation import Params, segment  # noqa: E402
 from segmentation.filters import filter_image  # noqa: E402
 from segmentation.measure import measure_objects  # noqa: E402
-from segmentation.pipeline import label_objects  # noqa: E402
+from segmentation.split import split_objects  # noqa: E402
+from segmentation.stages import keep_objects  # noqa: E402
 from segmentation.refine import refine_mask  # noqa: E402
 from segmentation.threshold import threshold_image  # noqa: E402
 
@@ -55,12 +56,12 @@ def main(size: int = 2048) -> None:
     filtered = filter_image(img, p)
     th = threshold_image(filtered, p)
     mask = refine_mask(th.mask, p)
-    split = label_objects(mask, p)
+    split = keep_objects(split_objects(mask, p), p)
     stages = {
         "filter": lambda: filter_image(img, p),
         "threshold": lambda: threshold_image(filtered, p),
         "refine": lambda: refine_mask(th.mask, p),
-        "split": lambda: label_objects(mask, p),
+        "split": lambda: keep_objects(split_objects(mask, p), p),
         "measure": lambda: measure_objects(split.labels, img),
         "segment() total": lambda: segment(img, p),
     }

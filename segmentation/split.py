@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import ndimage as ndi
 from skimage import measure, morphology
-from skimage.feature import peak_local_max
 
+from ._peaks import peak_local_max
 from ._watershed import ObjectTable, watershed_by_object
 from .registry import Method
 
@@ -133,11 +133,8 @@ def _any_touching(coords: np.ndarray, markers: np.ndarray) -> bool:
 
 
 def _peak_local_max_seeds(distance: np.ndarray, mask: np.ndarray, params: Params) -> tuple[np.ndarray, np.ndarray]:
-    coords = peak_local_max(
-        distance,
-        footprint=np.ones((params.footprint, params.footprint)),
-        min_distance=params.min_distance,
-    )
+    # exactly peak_local_max(distance, footprint=np.ones((k, k)), min_distance=d), faster (see _peaks.py)
+    coords = peak_local_max(distance, params.footprint, params.min_distance)
     # A smoothed map (distance_sigma > 0) can peak just outside the mask; the
     # watershed ignores such seeds, so drop them here (keeps labels 1..N).
     coords = coords[np.asarray(mask, dtype=bool)[tuple(coords.T)]].astype(np.intp)
