@@ -31,8 +31,9 @@ from pages.common import (
     set_source,
 )
 from segmentation import display
-from segmentation.display import colorize_labels, downsample, downsample_factor, outline_overlay, png_bytes, stretch
-from segmentation.export import csv_bytes, labels_tiff, mask_tiff, overlay_png, script_text
+from segmentation.display import colorize_labels, downsample, downsample_factor, overlay_png, png_bytes, stretch
+from segmentation import export
+from segmentation.export import csv_bytes, labels_tiff, mask_tiff, script_text
 from segmentation.io import ImageReadError
 from segmentation.params import Params
 from segmentation.safety import escape_markdown
@@ -146,8 +147,8 @@ def _png_labels(labels: np.ndarray, view: View) -> bytes:
 
 
 def _png_overlay(image, labels, removed, view: View, side: int) -> bytes:
-    return png_bytes(outline_overlay(stretch(_region(image, view, side), *view.contrast),
-                                     _region(labels, view, side), _region(removed, view, side)))
+    return overlay_png(stretch(_region(image, view, side), *view.contrast), _region(labels, view, side),
+                       _region(removed, view, side))
 
 
 def _png_distance(distance, seeds, view: View, side: int) -> bytes:
@@ -157,8 +158,8 @@ def _png_distance(distance, seeds, view: View, side: int) -> bytes:
     dots = (seeds[inside] - [y0, x0]) // step
     dist = _region(distance, view, side)
     # dots of 5x5 px where the picture is at full resolution, 3x3 where it is shrunk (nuclei are smaller there)
-    return png_bytes(outline_overlay(stretch(dist, 0, 99.9), np.zeros(dist.shape, np.uint8), seeds=dots,
-                                     seed_radius=2 if step == 1 else 1))
+    return overlay_png(stretch(dist, 0, 99.9), np.zeros(dist.shape, np.uint8), seeds=dots,
+                       seed_radius=2 if step == 1 else 1)
 
 
 # --- page ------------------------------------------------------------------------------
@@ -424,7 +425,7 @@ def results(result: Result, params: Params, current: CurrentImage, scale: int) -
                          "image/tiff", on_click="ignore")
     c[2].download_button("Mask TIFF", lambda: mask_tiff(full().labels > 0), f"{stem}_mask.tif", "image/tiff",
                          on_click="ignore")
-    c[3].download_button("Overlay PNG", lambda: overlay_png(full()), f"{stem}_overlay.png", "image/png",
+    c[3].download_button("Overlay PNG", lambda: export.overlay_png(full()), f"{stem}_overlay.png", "image/png",
                          on_click="ignore")
     c[4].download_button("Settings JSON", params.to_json(), "settings.json", "application/json", on_click="ignore")
     c[5].download_button("Python script", script_text(params), "segment.py", "text/x-python", on_click="ignore",

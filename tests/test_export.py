@@ -20,7 +20,7 @@ from scipy import ndimage as ndi
 
 from testdata import SAMPLE, script_call, shared_images
 from segmentation import Params, segment
-from segmentation.display import OUTLINE_RGB
+from segmentation.display import OUTLINE_RGB, outline_overlay, stretch
 from segmentation.export import (
     csv_bytes,
     image_outputs,
@@ -81,11 +81,14 @@ def test_mask_tiff_is_0_255_uint8(result):
     np.testing.assert_array_equal(back == 255, result.labels > 0)
 
 
-def test_overlay_png_is_rgb_of_the_image_shape(result, sample):
+def test_overlay_png_is_the_outline_overlay_of_the_image(result, sample):
     png = Image.open(io.BytesIO(overlay_png(result)))
-    assert png.format == "PNG" and png.mode == "RGB"
-    rgb = np.asarray(png)
+    assert png.format == "PNG" and png.mode == "P"  # a palette PNG: cheap to write
+    rgb = np.asarray(png.convert("RGB"))
     assert rgb.shape == (*sample.shape, 3)
+    # the same picture as the RGB overlay, the grey within half a level
+    expected = outline_overlay(stretch(sample), result.labels, result.removed)
+    assert np.abs(rgb.astype(int) - expected).max() <= 1
     # the object outlines are drawn in the outline colour
     edges = find_boundaries(result.labels, mode="inner")
     assert (rgb[edges] == OUTLINE_RGB).all()
