@@ -14,6 +14,8 @@ import functools
 import hashlib
 import logging
 import os
+import threading
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -217,13 +219,129 @@ def show_callback_error() -> None:
 
 
 def run_page(main: Callable[[], None]) -> None:
-    """A page's body, under the last line of defence: never a traceback."""
+    """A page's body, under the last line of defence: never a traceback.
+
+    Before it, a new session takes its settings (and, in the same browser, its
+    image) from the link; after it, the link follows the settings.
+    """
     use_app_navigation()
+    try:
+        restore_from_link()
+    except Exception as exc:  # noqa: BLE001 - a bad link must never stop the page
+        log.warning("could not restore from the link: %r", exc)
     show_callback_error()
+    for note in st.session_state.pop("link_notes", []):
+        st.info(escape_markdown(note), icon=":material/link:")
     try:
         main()
     except Exception as exc:  # noqa: BLE001 - the last line of defence
         show_error(exc)
+    try:
+        sync_link(get_params(), get_source())
+    except Exception as exc:  # noqa: BLE001
+        log.warning("could not update the link: %r", exc)
+
+
+# --- the link: a reload (or a shared link) keeps the settings; the same browser keeps its image ------
+
+IMAGE_KEPT_S = 8 * 3600  # an upload can be restored by a reload for this long
+IMAGE_PARAM = "image"
+
+
+class UploadStore:
+    """Uploaded images by (browser, digest), kept for :data:`IMAGE_KEPT_S`, at most `max_bytes` in all.
+
+    Keyed by the browser (its Streamlit XSRF cookie), so a reload in the same
+    browser finds its image, and a link sent to a colleague does not.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._items: dict[tuple[str, str], tuple[ImageSource, float]] = {}
+        self._lock = threading.Lock()
+
+    def put(self, browser: str | None, source: ImageSource) -> None:
+        if browser is None or source.is_sample or len(source.data) > self.max_bytes:
+            return
+        with self._lock:
+            self._items[(browser, source.digest)] = (source, time.monotonic() + IMAGE_KEPT_S)
+            self._trim()
+
+    def get(self, browser: str | None, digest: str) -> ImageSource | None:
+        with self._lock:
+            self._trim()
+            item = self._items.get((browser, digest)) if browser else None
+            return item[0] if item else None
+
+    def _trim(self) -> None:
+        now = time.monotonic()
+        for key in [k for k, (_, until) in self._items.items() if until < now]:
+            del self._items[key]
+        while sum(len(src.data) for src, _ in self._items.values()) > self.max_bytes:
+            oldest = min(self._items, key=lambda k: self._items[k][1])
+            del self._items[oldest]
+
+
+@st.cache_resource(show_spinner=False)
+def upload_store() -> UploadStore:
+    return UploadStore(CACHE_BYTES // 4)
+
+
+def browser_key() -> str | None:
+    """A key for this browser: the token in Streamlit's XSRF cookie (None without one, e.g. under AppTest)."""
+    try:
+        cookie = st.context.cookies.get("_streamlit_xsrf")
+    except Exception:  # noqa: BLE001 - no cookies outside a browser
+        return None
+    if not isinstance(cookie, str) or not cookie:
+        return None
+    parts = cookie.split("|")
+    try:
+        if parts[0] == "2":  # 2|mask|masked token|timestamp: unmask, since the mask changes between requests
+            mask, masked = bytes.fromhex(parts[1]), bytes.fromhex(parts[2])
+            return bytes(b ^ mask[i % len(mask)] for i, b in enumerate(masked)).hex()
+    except (IndexError, ValueError):
+        pass
+    return hashlib.blake2b(cookie.encode(), digest_size=16).hexdigest()
+
+
+def remember_upload(source: ImageSource) -> None:
+    """Keep an uploaded image so that a reload in this browser finds it again."""
+    upload_store().put(browser_key(), source)
+
+
+def restore_from_link() -> None:
+    """On a session's first run, take the settings and the image named in the link."""
+    if st.session_state.get("link_restored"):
+        return
+    st.session_state["link_restored"] = True
+    query = st.query_params.to_dict()
+    notes = []
+    if any(name in SETTINGS for name in query):
+        params, problems = Params.from_query(query)
+        set_params(params)
+        notes.append("Settings restored from the link." + (" Not used: " + "; ".join(problems) + "." if problems else ""))
+    digest = query.get(IMAGE_PARAM)
+    if digest:
+        source = upload_store().get(browser_key(), digest)
+        if source is not None:
+            set_source(source)
+            notes.append(f"Image restored: {source.name}.")
+        else:
+            notes.append("The image named in the link is not on this server any more (uploads are kept "
+                         f"{IMAGE_KEPT_S // 3600} hours, for the browser that uploaded them): upload it again. "
+                         "Showing the sample image meanwhile.")
+    if notes:
+        st.session_state["link_notes"] = notes
+
+
+def sync_link(params: Params, source: ImageSource) -> None:
+    """Write the settings (and an uploaded image's digest) into the link, when they changed."""
+    wanted = params.to_query()
+    if not source.is_sample:
+        wanted[IMAGE_PARAM] = source.digest
+    if st.query_params.to_dict() != wanted:
+        st.query_params.from_dict(wanted)
 
 
 # --- pictures ------------------------------------------------------------------------------

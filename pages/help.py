@@ -2,13 +2,13 @@
 
 import streamlit as st
 
-from pages.common import use_app_navigation
+from pages.common import run_page
 from segmentation.params import SETTINGS, STAGE_FIELDS, STAGE_TITLES
 
-use_app_navigation()
 
-st.title("Help")
-st.markdown(
+def main() -> None:
+    st.title("Help")
+    st.markdown(
     """
 This app runs the **classic segmentation pipeline** on images of stained nuclei (DAPI, Hoechst,
 nuclear GFP). Each step is a control in the sidebar of the **Segment** page, and the four views
@@ -52,12 +52,15 @@ scikit-image calls. The command line runs the same batch: `.venv/bin/python -m s
 """
 )
 
-with st.expander("Every setting explained"):
-    for stage, names in STAGE_FIELDS.items():
-        st.markdown(f"#### {STAGE_TITLES[stage]}")
-        for name in names:
-            spec = SETTINGS[name]
-            unit = f" ({spec.unit})" if spec.unit else ""
-            st.markdown(f"**{spec.label}{unit}** (`{name}` in the settings file) — {spec.help}")
-            if spec.choices:
-                st.markdown("\n".join(f"- *{m.label}* (`{key}`): {m.help}" for key, m in spec.choices.items()))
+    with st.expander("Every setting explained"):
+        for stage, names in STAGE_FIELDS.items():
+            st.markdown(f"#### {STAGE_TITLES[stage]}")
+            for name in names:
+                spec = SETTINGS[name]
+                unit = f" ({spec.unit})" if spec.unit else ""
+                st.markdown(f"**{spec.label}{unit}** (`{name}` in the settings file) — {spec.help}")
+                if spec.choices:
+                    st.markdown("\n".join(f"- *{m.label}* (`{key}`): {m.help}" for key, m in spec.choices.items()))
+
+
+run_page(main)

@@ -25,6 +25,7 @@ from pages.common import (
     params_sidebar,
     read_file,
     read_plane,
+    remember_upload,
     run_page,
     sample_source,
     set_params,
@@ -87,6 +88,7 @@ def _on_upload() -> None:
             f"Cannot open '{file.name}': it is too large for the memory of this server.")
         return
     set_source(source)
+    remember_upload(source)
     set_params(params)
     _forget_view()
 

@@ -446,6 +446,51 @@ class Params:
         """A copy with some settings changed (validated)."""
         return dataclasses.replace(self, **changes)
 
+    # -- in a link --------------------------------------------------------------
+    def to_query(self) -> dict[str, str]:
+        """The settings that differ from the defaults, as text for a URL's query string.
+
+        >>> Params(sigma=2.5, fill_holes=True, pixel_size_um=0.65).to_query()
+        {'sigma': '2.5', 'fill_holes': 'true', 'pixel_size_um': '0.65'}
+        """
+        out = {}
+        for name, f in _FIELDS.items():
+            value = getattr(self, name)
+            if value != f.default:
+                out[name] = "" if value is None else "true" if value is True else "false" if value is False else (
+                    repr(value) if isinstance(value, float) else str(value))
+        return out
+
+    @classmethod
+    def from_query(cls, query: Mapping[str, str]) -> tuple[Params, list[str]]:
+        """Settings from a URL's query string (:meth:`to_query`); other keys are ignored.
+
+        Returns the settings and what could not be used (a value that does not
+        fit its setting keeps the default, and is named): a link typed or cut
+        by hand never stops the page.
+
+        >>> params, problems = Params.from_query({"sigma": "2.5", "min_size": "lots", "page": "x"})
+        >>> params.sigma, params.min_size, problems
+        (2.5, 10, ["min_size: 'lots' is not a whole number"])
+        """
+        values: dict[str, Any] = {}
+        problems = []
+        for name, text in query.items():
+            if name not in SETTINGS:
+                continue
+            try:
+                value = _from_text(SETTINGS[name], str(text)[:100])
+                SETTINGS[name].check(name, value)
+                values[name] = value
+            except ValueError as exc:
+                problems.append(f"{name}: {str(exc).split('; got')[0].removeprefix(name + ' ')}"
+                                if "; got" in str(exc) else f"{name}: {exc}")
+        try:
+            return cls(**values), problems
+        except ValueError as exc:  # e.g. a manual threshold without its cutoff
+            values.pop("threshold_method", None)
+            return cls(**values), [*problems, str(exc)]
+
     # -- what the stages read ------------------------------------------------
     def stage(self, name: str) -> tuple[Any, ...]:
         """The values of the settings one stage reads (a cache key); None for those not in use.
@@ -556,6 +601,26 @@ def _in_words(name: str, value: Any, default: Any) -> str:
     label = spec.label if spec.label[:1].islower() or name == "min_distance" else spec.label[:1].lower() + spec.label[1:]
     unit = f" {spec.unit}" if spec.unit else ""
     return f"{label} {value:g}{unit}"
+
+
+def _from_text(spec: Setting, text: str) -> Any:
+    """A setting's value from its text in a URL (see :meth:`Params.to_query`)."""
+    kind = spec.kind
+    if kind in ("choice",):
+        return text
+    if kind == "bool":
+        if text not in ("true", "false"):
+            raise ValueError(f"{text!r} is not true or false")
+        return text == "true"
+    if text == "" and kind in ("plane", "z", "cutoff", "pixel_size"):
+        return None
+    if kind == "z" and text == "max":
+        return "max"
+    try:
+        return int(text) if kind in ("int", "plane", "z") else float(text)
+    except ValueError:
+        what = "a whole number" if kind in ("int", "plane", "z") else "a number"
+        raise ValueError(f"{text!r} is not {what}") from None
 
 
 def _depth(doc: Any, level: int = 1) -> int:

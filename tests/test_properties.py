@@ -113,3 +113,16 @@ def test_invalid_settings_always_raise_a_valueerror_naming_the_setting(data):
     value = data.draw(invalid_value(name))
     with pytest.raises(ValueError, match=name):
         Params(**{name: value})
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_any_valid_settings_survive_a_link(data):
+    values = {name: data.draw(value_strategy(name)) for name in SETTINGS}
+    values["channel"] = data.draw(st.none() | st.integers(0, 5))
+    values["z"] = data.draw(st.none() | st.just("max") | st.integers(0, 9))
+    if values["threshold_method"] == "manual":
+        values["threshold_value"] = data.draw(st.floats(-1e6, 1e6, allow_nan=False))
+    params = Params(**values)
+    back, problems = Params.from_query(params.to_query())
+    assert back == params and problems == []
