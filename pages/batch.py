@@ -37,7 +37,7 @@ import streamlit as st
 from PIL import Image
 
 from pages.common import caches, current_image, get_params, guarded, label_of, run_page
-from segmentation.batch import OUTLIER_FACTOR, BatchReport, ImageOutcome, flag_outliers, run_batch
+from segmentation.batch import OUTLIER_RATIO, OUTLIER_Z, BatchReport, ImageOutcome, flag_outliers, run_batch
 from segmentation.display import format_value
 from segmentation.export import layout_markdown, zip_path
 from segmentation.inputs import InputPlan, plan_uploads, stage
@@ -505,7 +505,9 @@ def gallery(job: BatchJob, summary: pd.DataFrame, flags: pd.Series) -> None:
     info = summary.set_index("image")
 
     def caption(name: str) -> str:
-        return f"{'⚠️ ' if name in flagged else ''}{escape_markdown(name)} · {info.at[name, 'objects']} nuclei"
+        # a zero-width space after each / and _ lets long names wrap there, never inside a word
+        breakable = escape_markdown(name).replace("/", "/\u200b").replace("_", "_\u200b")
+        return f"{'⚠️ ' if name in flagged else ''}{breakable} · {info.at[name, 'objects']} nuclei"
 
     for start in range(0, len(shown), GALLERY_COLUMNS):
         cols = st.columns(GALLERY_COLUMNS)
@@ -555,9 +557,10 @@ def results(job: BatchJob) -> None:
             st.caption(f"{size:.1f} MB · made in {_duration(job.seconds)} · {job.cutoff_note}")
 
     st.caption(
-        f"⚠️ **Check** marks an image whose number of nuclei, cutoff or mean nucleus area is less than half or more "
-        f"than {OUTLIER_FACTOR:g}× the median of this batch (or where no nucleus was found): look at its outlines "
-        "before trusting its numbers. Click a column header to sort.")
+        f"⚠️ **Check** marks an image whose number of nuclei, cutoff or mean nucleus area is far from the other "
+        f"images of its folder (more than {OUTLIER_Z:g} robust z-scores from the median, and at least "
+        f"{OUTLIER_RATIO:g}× off it), or where no nucleus was found: look at its outlines before trusting its "
+        "numbers. Click a column header to sort.")
     results_table(summary, flags)
 
     failed = summary[status == "failed"]

@@ -111,6 +111,10 @@ def _use_sample() -> None:
     set_params(_plane_defaults(get_params(), read_file(sample_source())[1]))
 
 
+def _keep_unseeded() -> None:
+    set_params(get_params().replace(keep_unseeded=True))
+
+
 def _reset() -> None:
     p = get_params()
     set_params(Params(channel=p.channel, z=p.z, t=p.t, pixel_size_um=p.pixel_size_um))
@@ -271,7 +275,14 @@ def main() -> None:
     result = measure_stages(stages, params, cache=caches().stages, pixel_scale=scale)
     with notes:
         for note in result.warnings:
-            st.warning(note, icon="⚠️")
+            if getattr(note, "kind", "") == "unseeded":
+                left, right = st.columns([6, 1], vertical_alignment="center")
+                left.info(note.split(". Tick")[0] + ".", icon=":material/info:")
+                right.button("Keep them", on_click=guarded(_keep_unseeded), key="keep_unseeded_now",
+                             help="Keep each object without a seed as one object (Split → Advanced: "
+                                  "'Keep objects without a seed').")
+            else:
+                st.warning(note, icon="⚠️")
     area = result.summary.get("median_area_um2") or result.summary.get("median_area_px2")
     unit = "µm²" if result.summary.get("median_area_um2") else "px²"
     area_slot.metric(f"Median area ({unit})", "–" if area is None else (f"{area:,.0f}" if area >= 100 else f"{area:.3g}"))

@@ -24,7 +24,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pandas as pd
 
-from .display import downsample, downsample_factor, outline_overlay, png_bytes, stretch
+from .display import downsample, downsample_factor, format_value, outline_overlay, png_bytes, stretch
 from .errors import SegmentationError
 from .export import image_outputs, layout_text, script_text, zip_path
 from .inputs import BatchInput, Skipped
@@ -42,7 +42,8 @@ __all__ = [
     "run_batch",
     "flag_outliers",
     "SUMMARY_COLUMNS",
-    "OUTLIER_FACTOR",
+    "OUTLIER_Z",
+    "OUTLIER_RATIO",
 ]
 
 SUMMARY_COLUMNS = [
@@ -57,9 +58,6 @@ WORKER_DIED = ("the helper process segmenting this image stopped (most likely it
                "too large for this computer); the other images were not affected")
 # Skipped inputs that are problems with a file (listed in errors.csv), not just files that are not images.
 SKIPPED_AS_ERRORS = ("too_large", "damaged", "encrypted")
-# An image is flagged for a look when its count, cutoff or mean area is below
-# 1/OUTLIER_FACTOR or above OUTLIER_FACTOR times the batch median.
-OUTLIER_FACTOR = 2.0
 
 
 @dataclass
@@ -130,7 +128,7 @@ def process_one(inp: BatchInput, out_name: str, params: Params) -> ImageOutcome:
         result = segment(image, params, name=inp.name)
         files = image_outputs(result, out_name)
         step = downsample_factor(image.shape, THUMBNAIL_SIDE)
-        thumb = outline_overlay(stretch(downsample(image, step)), downsample(result.labels, step))
+        thumb = outline_overlay(stretch(downsample(image, step)), downsample(result.labels, step), halo=True)
         row.update(
             status="ok",
             reason="",
@@ -157,70 +155,99 @@ def process_one(inp: BatchInput, out_name: str, params: Params) -> ImageOutcome:
 
 # --- quality control ----------------------------------------------------------------
 
+# An image is flagged for a look when one of its numbers lies more than OUTLIER_Z robust z-scores from the
+# median of its folder (Iglewicz & Hoaglin's modified z-score, 0.6745 (x - median) / MAD, on the log of
+# the values: counts, areas and cutoffs vary by factors) AND differs from that median by at least
+# OUTLIER_RATIO times (so a tight folder does not flag small differences).
+OUTLIER_Z = 3.5
+OUTLIER_RATIO = 1.5
 _OUTLIER_WORDS = {
-    # column: (word when low, word when high, what the number is)
-    "objects": ("few nuclei", "many nuclei", "{:.0f}"),
-    "threshold": ("low cutoff", "high cutoff", "{:.4g}"),
-    "mean_area_px2": ("small nuclei", "large nuclei", "{:.0f} px²"),
+    # column: (word when low, word when high)
+    "objects": ("few nuclei", "many nuclei"),
+    "threshold": ("low cutoff", "high cutoff"),
+    "mean_area_px2": ("small nuclei", "large nuclei"),
 }
 
 
-def flag_outliers(
-    summary: pd.DataFrame, factor: float = OUTLIER_FACTOR, min_images: int = 3
-) -> pd.Series:
-    """Why each image looks unlike the rest of the batch ('' when it does not).
+def flag_outliers(summary: pd.DataFrame, min_images: int = 5) -> pd.Series:
+    """Why each image looks unlike the rest of its folder ('' when it does not).
 
-    An image that was segmented is flagged when its number of nuclei, its
-    cutoff or its mean nucleus area is less than ``1/factor`` or more than
-    `factor` times the median of the batch's segmented images (with the
-    default: less than half or more than double), and always when no nucleus
-    was found.  Needs at least `min_images` segmented images to compare.
+    Each segmented image is compared with the other segmented images of its
+    folder (the folder part of its name; the whole batch when the folder has
+    fewer than `min_images`) on its number of nuclei, its cutoff and its mean
+    nucleus area: flagged when the robust z-score (median and MAD) exceeds
+    :data:`OUTLIER_Z` and the value is off the median by a factor of at least
+    :data:`OUTLIER_RATIO`.  An image where no nucleus was found is always
+    flagged.
 
     Parameters
     ----------
     summary : DataFrame
-        The batch summary (``BatchReport.summary``): ``status``, ``objects``,
-        ``threshold``, ``mean_area_px2``.
-    factor : float
-        How far from the median (as a ratio) counts as unusual.
+        The batch summary (``BatchReport.summary``): ``image``, ``status``,
+        ``objects``, ``threshold``, ``mean_area_px2``.
     min_images : int
-        Fewer segmented images than this: only images without nuclei are flagged.
+        Fewer segmented images than this in a folder: compare with the whole
+        batch; fewer in the batch: only images without nuclei are flagged.
 
     Returns
     -------
     Series of str, aligned with `summary`
-        E.g. ``"few nuclei: 12 (median 60)"``; several reasons are joined by ``"; "``.
+        E.g. ``"few nuclei: 12 (folder median 60)"``; several reasons are joined by ``"; "``.
 
     Examples
     --------
-    >>> s = pd.DataFrame({"status": ["ok"] * 4, "objects": [50, 60, 55, 10],
-    ...                   "threshold": [100.0, 110.0, 105.0, 100.0],
-    ...                   "mean_area_px2": [300.0, 310.0, 290.0, 300.0]})
+    >>> s = pd.DataFrame({"image": [f"plate/{i}" for i in range(6)], "status": ["ok"] * 6,
+    ...                   "objects": [50, 60, 55, 58, 52, 10], "threshold": [100.0, 110, 105, 101, 99, 100],
+    ...                   "mean_area_px2": [300.0, 310, 290, 305, 295, 300]})
     >>> flag_outliers(s).tolist()
-    ['', '', '', 'few nuclei: 10 (median 52)']
+    ['', '', '', '', '', 'few nuclei: 10 (folder median 53.5)']
     """
     reasons: list[list[str]] = [[] for _ in range(len(summary))]
-    ok = (summary["status"] == "ok").to_numpy() if len(summary) else np.zeros(0, bool)
-    if "objects" in summary:
-        objects = pd.to_numeric(summary["objects"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-        for i in np.flatnonzero(ok & (objects == 0)):
-            reasons[i].append("no nuclei found")
-    if ok.sum() >= min_images:
-        for column, (low, high, fmt) in _OUTLIER_WORDS.items():
-            if column not in summary:
+    if not len(summary):
+        return pd.Series([], index=summary.index, dtype=object)
+    ok = (summary["status"] == "ok").to_numpy()
+    objects = _numbers(summary, "objects")
+    for i in np.flatnonzero(ok & (objects == 0)):
+        reasons[i].append("no nuclei found")
+    names = summary["image"].astype(str) if "image" in summary else pd.Series([""] * len(summary))
+    folders = np.array([str(PurePosixPath(n).parent) for n in names])
+    for column, (low, high) in _OUTLIER_WORDS.items():
+        if column not in summary:
+            continue
+        values = _numbers(summary, column)
+        for folder in np.unique(folders[ok]):
+            group = ok & (folders == folder) & np.isfinite(values)
+            where = "folder"
+            if group.sum() < min_images:
+                group, where = ok & np.isfinite(values), "batch"
+            if group.sum() < min_images:
                 continue
-            values = pd.to_numeric(summary[column], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-            median = float(np.nanmedian(values[ok])) if np.isfinite(values[ok]).any() else np.nan
-            if not median > 0:  # ratios mean nothing around zero
-                continue
-            for i in np.flatnonzero(ok & np.isfinite(values)):
+            ref = values[group]
+            median = float(np.median(ref))
+            positive = (ref > 0).all()
+            scale = np.log(ref[ref > 0]) if positive else ref
+            centre = float(np.median(scale))
+            mad = float(np.median(np.abs(scale - centre)))
+            for i in np.flatnonzero(ok & (folders == folder) & np.isfinite(values)):
                 v = values[i]
                 if column == "objects" and v == 0:
                     continue  # already "no nuclei found"
-                if v < median / factor or v > median * factor:
+                if positive and v <= 0:
+                    z = np.inf
+                else:
+                    off = abs((np.log(v) if positive else v) - centre)
+                    z = 0.6745 * off / mad if mad > 0 else (np.inf if off > 0 else 0.0)
+                far = v > median * OUTLIER_RATIO or v < median / OUTLIER_RATIO if median > 0 else v != median
+                if z > OUTLIER_Z and far:
                     word = low if v < median else high
-                    reasons[i].append(f"{word}: {fmt.format(v)} (median {fmt.format(median)})")
+                    reasons[i].append(f"{word}: {format_value(v)} ({where} median {format_value(median)})")
     return pd.Series(["; ".join(r) for r in reasons], index=summary.index, dtype=object)
+
+
+def _numbers(summary: pd.DataFrame, column: str) -> np.ndarray:
+    if column not in summary:
+        return np.full(len(summary), np.nan)
+    return pd.to_numeric(summary[column], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
 # --- the zip --------------------------------------------------------------------
@@ -237,10 +264,13 @@ class _ZipWriter:
         self.measurement_files: list[Path] = []
         self.columns: list[str] = []
 
+    def _write(self, name: str, data: bytes | str) -> None:
+        self.zip.writestr(_entry(name), data)
+
     def add(self, outcome: ImageOutcome) -> None:
         for arc, data in outcome.files.items():
             # TIFFs are zlib-compressed and PNGs deflated already
-            self.zip.writestr(arc, data, compress_type=zipfile.ZIP_STORED if arc.endswith((".tif", ".png")) else zipfile.ZIP_DEFLATED)
+            self._write(arc, data)
         if outcome.measurements is not None:
             part = Path(self.tmp.name) / f"{len(self.measurement_files)}.csv"
             csv_safe(outcome.measurements).to_csv(part, index=False)
@@ -248,23 +278,33 @@ class _ZipWriter:
             self.columns += [c for c in outcome.measurements.columns if c not in self.columns]
 
     def close(self, summary: pd.DataFrame, errors: list[tuple[str, str]]) -> None:
-        entry = zipfile.ZipInfo(zip_path("all_measurements"), time.localtime()[:6])
-        entry.compress_type = zipfile.ZIP_DEFLATED
+        entry = _entry(zip_path("all_measurements"))
         with self.zip.open(entry, "w") as raw, io.TextIOWrapper(raw, "utf-8", newline="") as out:
             writer = csv.DictWriter(out, fieldnames=self.columns or ["image", "label"])
             writer.writeheader()
             for part in self.measurement_files:
                 with open(part, newline="", encoding="utf-8") as f:
                     writer.writerows(csv.DictReader(f))  # already made safe per image
-        self.zip.writestr(zip_path("summary"), csv_safe(summary).to_csv(index=False, lineterminator="\r\n"))
+        self._write(zip_path("summary"), csv_safe(summary).to_csv(index=False, lineterminator="\r\n"))
         if errors:
             table = csv_safe(pd.DataFrame(errors, columns=["file", "reason"]))
-            self.zip.writestr(zip_path("errors"), table.to_csv(index=False, lineterminator="\r\n"))
-        self.zip.writestr(zip_path("settings"), self.params.to_json())
-        self.zip.writestr(zip_path("script"), script_text(self.params))
-        self.zip.writestr(zip_path("readme"), readme_text(self.params, summary))
+            self._write(zip_path("errors"), table.to_csv(index=False, lineterminator="\r\n"))
+        self._write(zip_path("settings"), self.params.to_json())
+        self._write(zip_path("script"), script_text(self.params))
+        self._write(zip_path("readme"), readme_text(self.params, summary))
         self.zip.close()
         self.tmp.cleanup()
+
+
+def _entry(name: str) -> zipfile.ZipInfo:
+    """A zip entry readable by everyone once unzipped (mode 0644, not Python's default 0600).
+
+    TIFFs and PNGs are compressed already: stored as they are; text is deflated.
+    """
+    entry = zipfile.ZipInfo(name, time.localtime()[:6])
+    entry.external_attr = 0o100644 << 16  # a regular file, rw-r--r--
+    entry.compress_type = zipfile.ZIP_STORED if name.endswith((".tif", ".png")) else zipfile.ZIP_DEFLATED
+    return entry
 
 
 def readme_text(params: Params, summary: pd.DataFrame) -> str:

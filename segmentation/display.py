@@ -34,6 +34,7 @@ WORKING_COPY_ABOVE = 4096 * 4096
 OUTLINE_RGB = (255, 220, 0)  # kept objects: yellow
 REMOVED_RGB = (255, 0, 255)  # removed by refinement: magenta
 SEED_RGB = (255, 40, 40)
+HALO_RGB = (20, 20, 20)  # just outside the outlines of thumbnails
 
 
 def subsample(image: np.ndarray, pixels: int = 1_000_000) -> np.ndarray:
@@ -147,6 +148,7 @@ def outline_overlay(
     removed: np.ndarray | None = None,
     seeds: np.ndarray | None = None,
     seed_radius: int = 1,
+    halo: bool = False,
 ) -> np.ndarray:
     """Object outlines (yellow) and removed objects (magenta) on a grey image.
 
@@ -159,8 +161,13 @@ def outline_overlay(
         Pixels dropped by refinement; their outlines are drawn in magenta.
     seeds : (K, 2) int, optional
         Row, column of seeds, drawn as red dots of `seed_radius` px.
+    halo : bool
+        Also darken the pixels just outside each object, so that the yellow
+        outline still shows on saturated (white) nuclei, e.g. in small thumbnails.
     """
     rgb = np.repeat(image_u8[..., None], 3, axis=2)
+    if halo and labels.any():
+        rgb[inner_boundaries((labels == 0).view(np.uint8))] = HALO_RGB
     _draw(rgb, labels, removed, seeds, seed_radius, (OUTLINE_RGB, REMOVED_RGB, SEED_RGB))
     return rgb
 

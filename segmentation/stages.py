@@ -30,11 +30,27 @@ from .refine import connected_components, filter_objects, refine_mask
 from .split import SplitResult, split_objects
 from .threshold import ThresholdResult, threshold_image
 
-__all__ = ["Stages", "Result", "run_stages", "filter_stage", "measure_stages", "keep_objects", "removed_pixels",
+__all__ = ["Note", "Stages", "Result", "run_stages", "filter_stage", "measure_stages", "keep_objects", "removed_pixels",
            "finish"]
 
 # Above this share of foreground pixels the nuclei are probably dark on bright.
 MOSTLY_FOREGROUND = 0.5
+
+
+class Note(str):
+    """A plain-language note on a result; `kind` names it for the app (``"unseeded"``, ``"polarity"``, ...).
+
+    >>> note = Note("3 objects got no seed", "unseeded")
+    >>> note == "3 objects got no seed", note.kind
+    (True, 'unseeded')
+    """
+
+    kind: str
+
+    def __new__(cls, text: str, kind: str = "") -> Note:
+        note = super().__new__(cls, text)
+        note.kind = kind
+        return note
 
 
 class _NoCache:
@@ -232,30 +248,30 @@ def _warnings(
     share = float(np.count_nonzero(thresholded.mask)) / thresholded.mask.size
     if share > MOSTLY_FOREGROUND:
         other = "darker" if objects == "bright" else "brighter"
-        notes.append(
+        notes.append(Note(
             f"{share:.0%} of the image is on the object side of the threshold. "
             f"Are the nuclei {other} than the background? (sidebar: Threshold → Nuclei are) "
-            "Or is the background uneven? (Filter → background subtraction, or a local threshold)"
-        )
+            "Or is the background uneven? (Filter → background subtraction, or a local threshold)", "polarity"
+        ))
     if split.labels.max() == 0:
         if not thresholded.mask.any():
-            notes.append("No pixel passed the threshold: lower the threshold or pick another method.")
+            notes.append(Note("No pixel passed the threshold: lower the threshold or pick another method.", "empty"))
         elif not mask.any():
-            notes.append(
-                "Every thresholded object was removed by refinement: lower 'min size' or the opening radius."
-            )
+            notes.append(Note(
+                "Every thresholded object was removed by refinement: lower 'min size' or the opening radius.", "empty"
+            ))
         elif share <= MOSTLY_FOREGROUND:
-            notes.append(
+            notes.append(Note(
                 "No objects left after splitting and filtering: check 'max size', "
-                "'remove objects touching the border' and the seed settings."
-            )
+                "'remove objects touching the border' and the seed settings.", "empty"
+            ))
     elif unseeded_objects:
         lost = float(np.count_nonzero(split.unseeded)) / max(1, np.count_nonzero(mask))
-        notes.append(
+        notes.append(Note(
             f"{unseeded_objects} object{'s' if unseeded_objects > 1 else ''} "
             f"({'under 1%' if lost < 0.005 else f'{lost:.0%}'} of the mask) got no "
-            "watershed seed and were dropped (magenta in the overlay; often whole nuclei at the image "
-            "border, where peak_local_max looks for no seed). Tick 'Keep objects without a seed' "
-            "(Split → Advanced) to keep them."
-        )
+            "watershed seed and were left out, as the course's recipe does (magenta in the overlay; often whole "
+            "nuclei at the image border, where peak_local_max looks for no seed). Tick 'Keep objects without a "
+            "seed' (Split → Advanced) to keep them.", "unseeded"
+        ))
     return notes

@@ -20,7 +20,6 @@ import tifffile
 from streamlit.testing.v1 import AppTest
 
 from segmentation import Params, load_plane, segment
-from segmentation.batch import flag_outliers
 from segmentation.display import format_value
 from segmentation.filters import filter_image
 from segmentation.threshold import threshold_image
@@ -249,21 +248,6 @@ def test_damaged_zip_and_no_images_are_explained():
     at.file_uploader(key="batch_files").set_value([("notes.txt", b"hello", "text/plain")]).run()
     assert "None of the 1 uploaded files is an image" in at.warning[0].value
     assert at.button(key="batch_start").disabled
-
-
-def test_outlier_rule_in_words():
-    summary = pd.DataFrame({
-        "status": ["ok", "ok", "ok", "ok", "ok", "failed"],
-        "objects": [50, 55, 60, 140, 0, None],
-        "threshold": [100.0, 104.0, 98.0, 101.0, 40.0, None],
-        "mean_area_px2": [300.0, 310.0, 290.0, 305.0, np.nan, None],
-    })
-    flags = flag_outliers(summary).tolist()
-    assert flags[:3] == ["", "", ""]
-    assert flags[3] == "many nuclei: 140 (median 55)"
-    assert flags[4].startswith("no nuclei found") and "low cutoff" in flags[4]
-    assert flags[5] == ""  # failed files are listed elsewhere
-    assert flag_outliers(summary.iloc[:2]).tolist() == ["", ""]  # too few images to compare
 
 
 @pytest.mark.shows_errors

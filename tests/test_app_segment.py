@@ -242,3 +242,14 @@ def test_downloads_carry_the_files_pixel_size_when_tuning_on_a_working_copy(monk
     at.run()
     assert exported and {p.pixel_size_um for p in exported} == {0.65}
     assert at.session_state["params"].pixel_size_um == 0.65
+
+
+def test_objects_without_a_seed_get_a_calm_note_and_a_one_click_keep():
+    plane = load_plane(SAMPLE)[0]
+    at = run_app()
+    assert not [w for w in at.warning if "seed" in w.value]  # a note, not a warning
+    assert any("got no watershed seed" in i.value for i in at.info)
+    next(b for b in at.button if b.label == "Keep them").click().run()
+    assert at.session_state["params"].keep_unseeded is True
+    assert int(metric(at, "Objects")) == segment(plane, Params(keep_unseeded=True)).count
+    assert not any(b.label == "Keep them" for b in at.button)

@@ -15,6 +15,7 @@ from segmentation import ImageReadError, Params, segment
 from testdata import SAMPLE
 from segmentation.batch import (
     SUMMARY_COLUMNS,
+    flag_outliers,
     output_names,
     process_one,
     run_batch,
@@ -351,3 +352,55 @@ def test_workers_do_not_rerun_the_callers_main_script(tmp_path):
     """)
     subprocess.run([sys.executable, "-c", driver], check=True, cwd=tmp_path, timeout=120)
     assert not marker.exists()
+
+
+# --- quality control: the robust rule --------------------------------------------------------
+
+
+def _summary(counts, folders=None, thresholds=None, areas=None):
+    n = len(counts)
+    folders = folders or ["plate"] * n
+    return pd.DataFrame({
+        "image": [f"{f}/img_{i:02d}" for i, f in enumerate(folders)], "status": ["ok"] * n,
+        "objects": counts, "threshold": thresholds or [100.0] * n, "mean_area_px2": areas or [300.0] * n,
+    })
+
+
+def test_qc_keeps_ordinary_variation_quiet_and_flags_the_odd_one():
+    rng = np.random.default_rng(4)
+    counts = np.round(80 * rng.lognormal(0, 0.3, 30)).astype(int).tolist()  # a varied but ordinary plate
+    counts[7] = 9  # one image with almost nothing
+    areas = (300 * rng.lognormal(0, 0.15, 30)).tolist()
+    flags = flag_outliers(_summary(counts, areas=areas))
+    assert flags[7].startswith("few nuclei: 9 (folder median")
+    assert (flags != "").sum() <= 2, flags[flags != ""].tolist()
+
+
+def test_qc_compares_each_image_with_its_own_folder():
+    counts = [50, 52, 55, 48, 51, 200, 210, 190, 205, 198]
+    folders = ["control"] * 5 + ["treated"] * 5
+    assert (flag_outliers(_summary(counts, folders)) == "").all()  # 4x apart, but each folder is consistent
+    counts[9] = 60
+    flags = flag_outliers(_summary(counts, folders))
+    assert flags[9] == "few nuclei: 60 (folder median 200)" and (flags[:9] == "").all()
+
+
+def test_qc_small_folders_use_the_batch_and_no_nuclei_is_always_flagged():
+    summary = _summary([50, 55, 60, 52, 58, 140, 0], ["a", "a", "b", "b", "c", "c", "c"],
+                       thresholds=[100.0, 104, 98, 101, 99, 100, 40.0])
+    summary.loc[7] = ["c/failed", "failed", None, None, None]
+    flags = flag_outliers(summary).tolist()
+    assert flags[5] == "many nuclei: 140 (batch median 55)"
+    assert flags[6].startswith("no nuclei found") and "low cutoff: 40 (batch median 100)" in flags[6]
+    assert flags[7] == "" and flags[:5] == [""] * 5  # failed files are listed elsewhere
+    assert flag_outliers(summary.iloc[:3]).tolist() == ["", "", ""]  # too few images to compare
+
+
+def test_zip_entries_are_readable_by_everyone_once_unzipped(run, tmp_path):
+    _, _, report, _ = run
+    with zipfile.ZipFile(report.zip_path) as z:
+        modes = {info.filename: (info.external_attr >> 16) & 0o777 for info in z.infolist()}
+        z.extractall(tmp_path / "unzipped")
+    assert modes and set(modes.values()) == {0o644}, modes
+    extracted = [p for p in (tmp_path / "unzipped").rglob("*") if p.is_file()]
+    assert extracted and all(p.stat().st_mode & 0o044 == 0o044 for p in extracted)

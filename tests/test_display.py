@@ -11,6 +11,7 @@ from skimage.segmentation import find_boundaries
 
 from segmentation import Params, segment
 from segmentation.display import (
+    HALO_RGB,
     OUTLINE_RGB,
     REMOVED_RGB,
     SEED_RGB,
@@ -95,3 +96,14 @@ def test_label_colours_and_png_round_trip():
                                          (2e6 + 0.3, "2000000")])
 def test_format_value_never_uses_exponents_for_ordinary_intensities(value, text):
     assert format_value(value) == text
+
+
+def test_halo_darkens_just_outside_the_outlines_of_white_nuclei():
+    labels = np.zeros((12, 12), np.uint32)
+    labels[3:9, 3:9] = 1
+    white = np.full((12, 12), 255, np.uint8)
+    rgb = outline_overlay(white, labels, halo=True)
+    assert (rgb[3, 3] == OUTLINE_RGB).all()  # the outline itself
+    assert (rgb[2, 5] == HALO_RGB).all() and (rgb[5, 2] == HALO_RGB).all()  # the ring just outside
+    assert (rgb[0, 0] == 255).all() and (rgb[5, 5] == 255).all()  # far away, and inside
+    assert (outline_overlay(white, labels)[2, 5] == 255).all()  # no halo unless asked
