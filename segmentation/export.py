@@ -1,10 +1,14 @@
 """Write one image's outputs, the results zip's layout, and a standalone script that reproduces the run.
 
 File formats follow the course: labels as uint32 TIFF, masks as 0/255 uint8
-TIFF, an overlay PNG of the label outlines on the contrast-stretched raw image,
-and CSV tables.  :data:`ZIP_LAYOUT` is the one description of the results zip:
-the writer, the zip's README.txt, the Batch page and the project README all
-come from it.
+TIFF (both carrying the pixel size when it is known, as Fiji reads it), an
+ImageJ ROI set per image, an overlay PNG of the label outlines on the
+contrast-stretched raw image, and CSV tables.  :data:`ZIP_LAYOUT` is the one
+description of the results zip: the writer, the zip's README.txt, the Batch
+page and the project README all come from it.
+
+Columns of other channels are named by :func:`channel_names`, the one rule for
+the app, the batch and the exported script.
 """
 
 from __future__ import annotations
@@ -12,16 +16,25 @@ from __future__ import annotations
 import inspect
 import io
 import json
+import os
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import tifffile
 
 from . import display
+from . import io as image_io
+from . import measure, safety
 from .display import stretch
 from .filters import BACKGROUNDS, FILTERS
+from .io import ImageInfo, select_plane
 from .params import Params
+from .rois import roi_zip
 from .safety import csv_safe
 from .split import SEED_METHODS
 from .stages import Result
@@ -35,9 +48,15 @@ __all__ = [
     "layout_text",
     "labels_tiff",
     "mask_tiff",
+    "roi_zip",
     "overlay_png",
     "csv_bytes",
     "image_outputs",
+    "channel_names",
+    "tiff_channel_names",
+    "file_channel_names",
+    "channel_planes",
+    "SCRIPT_DEPENDENCIES",
     "script_text",
 ]
 
@@ -54,19 +73,26 @@ class ZipEntry:
 
 
 ZIP_LAYOUT: dict[str, ZipEntry] = {
-    "labels": ZipEntry("labels/{name}.tif", "label image, uint32: 0 = background, 1..N = one nucleus each"),
-    "masks": ZipEntry("masks/{name}.tif", "binary mask, uint8: 0 = background, 255 = nucleus"),
+    "labels": ZipEntry("labels/{name}.tif", "label image, uint32: 0 = background, 1..N = one nucleus each; "
+                       "carries the pixel size when known (Fiji shows µm)"),
+    "masks": ZipEntry("masks/{name}.tif", "binary mask, uint8: 0 = background, 255 = nucleus; calibrated as the "
+                      "labels"),
+    "rois": ZipEntry("rois/{name}.zip", "ImageJ ROI set (RoiSet.zip) for Fiji's ROI Manager: one ROI per nucleus "
+                     "along its pixel edges (holes left out), named by its label as in the measurements"),
     "overlays": ZipEntry("overlays/{name}.png", "outlines of the nuclei (yellow) on the contrast-stretched "
                          "image; objects removed (too small or large, on the border, without a seed) in magenta"),
     "measurements": ZipEntry("measurements/{name}.csv", "one row per nucleus: area, centroid, intensities (raw "
-                             "image units), shape; _px = pixels, _um = micrometres (when the pixel size is known)"),
-    "all_measurements": ZipEntry("measurements.csv", "all nuclei of all images, with an `image` column"),
-    "summary": ZipEntry("summary.csv", "one row per input file: status (ok / failed / skipped / not run), "
-                        "threshold used (raw intensity units), number of nuclei, mean and median area, ..."),
+                             "image units), shape; _px = pixels, _um = micrometres (when the pixel size is known); "
+                             "`<channel>_mean`, ... for each other channel of the image"),
+    "all_measurements": ZipEntry("measurements.csv", "all nuclei of all images, with an `image` column and the "
+                                 "condition columns"),
+    "summary": ZipEntry("summary.csv", "one row per input file: its condition (sub-folder or file-name pattern), "
+                        "status (ok / failed / skipped / not run), threshold used (raw intensity units), number of "
+                        "nuclei, mean and median area, ..."),
     "errors": ZipEntry("errors.csv", "file and reason, for each input that failed (only when some did)"),
     "settings": ZipEntry("settings.json", "the settings used: load it in the app to reproduce or adjust the run"),
-    "script": ZipEntry("segment.py", "standalone script reproducing the segmentation with plain scikit-image "
-                       "calls: `python segment.py INPUT_FOLDER OUTPUT_FOLDER`"),
+    "script": ZipEntry("segment.py", "standalone script reproducing the segmentation and measurements with plain "
+                       "scikit-image calls: `uv run segment.py INPUT_FOLDER OUTPUT_FOLDER` installs what it needs"),
     "readme": ZipEntry("README.txt", "what each file is, and the versions that made it"),
 }
 
@@ -93,18 +119,50 @@ def layout_text() -> str:
                      for e in ZIP_LAYOUT.values())
 
 
-def labels_tiff(labels: np.ndarray) -> bytes:
-    """uint32 label TIFF (zlib-compressed; opens in Fiji, napari, tifffile)."""
+def labels_tiff(labels: np.ndarray, pixel_size_um: float | None = None) -> bytes:
+    """uint32 label TIFF (zlib-compressed; opens in Fiji, napari, tifffile).
+
+    With `pixel_size_um`, the file carries the pixel size as ImageJ writes
+    it (see :func:`_calibration`): Fiji opens it as a calibrated 32-bit image
+    in µm, the napari-tiff reader takes the layer's scale from it (napari's
+    built-in imageio reader ignores any calibration), and this app reads the
+    pixel size back.
+    """
+    labels = np.asarray(labels, dtype=np.uint32)
     buf = io.BytesIO()
-    tifffile.imwrite(buf, np.asarray(labels, dtype=np.uint32), compression="zlib")
+    tifffile.imwrite(buf, labels, compression="zlib", **_calibration(labels.shape, pixel_size_um))
     return buf.getvalue()
 
 
-def mask_tiff(mask: np.ndarray) -> bytes:
-    """Binary mask as uint8 TIFF, 0 = background, 255 = object (PackBits: 4x faster than zlib for masks)."""
+def mask_tiff(mask: np.ndarray, pixel_size_um: float | None = None) -> bytes:
+    """Binary mask as uint8 TIFF, 0 = background, 255 = object (PackBits: 4x faster than zlib for masks).
+
+    Calibrated like :func:`labels_tiff` when `pixel_size_um` is given.
+    """
+    mask = np.asarray(mask, dtype=bool).view(np.uint8) * np.uint8(255)
     buf = io.BytesIO()
-    tifffile.imwrite(buf, np.asarray(mask, dtype=bool).view(np.uint8) * np.uint8(255), compression="packbits")
+    tifffile.imwrite(buf, mask, compression="packbits", **_calibration(mask.shape, pixel_size_um))
     return buf.getvalue()
+
+
+def _calibration(shape: tuple[int, ...], pixel_size_um: float | None) -> dict[str, Any]:
+    """tifffile.imwrite arguments that store the pixel size as ImageJ does (none when it is unknown).
+
+    ImageJ keeps the unit in its description (``unit=um``) and the pixels per
+    unit in the resolution tags, with ResolutionUnit NONE.  tifffile's
+    ``imagej=True`` refuses uint32, which is not an ImageJ type, so the same
+    description is written by hand with :func:`tifffile.imagej_description`;
+    ImageJ reads it whatever the pixel type (32-bit integers open as 32-bit).
+    """
+    if not pixel_size_um:
+        return {}
+    per_um = 1.0 / float(pixel_size_um)
+    return {
+        "resolution": (per_um, per_um),
+        "resolutionunit": "NONE",
+        "description": tifffile.imagej_description(shape, unit="um"),
+        "metadata": None,  # no second, tifffile-shaped description
+    }
 
 
 def overlay_png(result: Result) -> bytes:
@@ -117,38 +175,188 @@ def csv_bytes(df: pd.DataFrame) -> bytes:
     return csv_safe(df).to_csv(index=False, lineterminator="\r\n").encode("utf-8")
 
 
-def image_outputs(result: Result, name: str) -> dict[str, bytes]:
-    """The files of one image, keyed by their path inside the results zip."""
+def image_outputs(result: Result, name: str, pixel_size_um: float | None = None) -> dict[str, bytes]:
+    """The files of one image, keyed by their path inside the results zip.
+
+    `pixel_size_um` (the settings' or the file's) calibrates the TIFFs.
+    """
     return {
-        zip_path("labels", name): labels_tiff(result.labels),
-        zip_path("masks", name): mask_tiff(result.labels > 0),
+        zip_path("labels", name): labels_tiff(result.labels, pixel_size_um),
+        zip_path("masks", name): mask_tiff(result.labels > 0, pixel_size_um),
+        zip_path("rois", name): roi_zip(result.labels),
         zip_path("overlays", name): overlay_png(result),
         zip_path("measurements", name): csv_bytes(result.measurements),
     }
 
 
+# --- other channels ------------------------------------------------------------------
+
+
+def channel_names(n_channels: int, names: Sequence[str | None] | None = None) -> list[str]:
+    """The name of each channel in the measurement columns (``<name>_mean``, ...).
+
+    A channel is called by its name in the file (OME or ImageJ metadata, see
+    :func:`tiff_channel_names`), reduced to letters, digits and ``_``;
+    without one, or when that name is taken already, by its number from 1,
+    as Fiji's C1, C2: ``ch1``, ``ch2``, ...
+
+    Parameters
+    ----------
+    n_channels : int
+        Number of channels in the file.
+    names : sequence of str or None, optional
+        The file's names for its channels, in order; may be shorter, or hold
+        None or "" for a channel without a name.
+
+    Returns
+    -------
+    list of str
+        `n_channels` distinct names.
+
+    Examples
+    --------
+    >>> channel_names(3, ["DAPI", "EdU (488)"])
+    ['DAPI', 'EdU_488', 'ch3']
+    >>> channel_names(2), channel_names(2, ["GFP", "gfp"])
+    (['ch1', 'ch2'], ['GFP', 'ch2'])
+    """
+    names = list(names or [])
+    out: list[str] = []
+    for i in range(n_channels):
+        given = names[i] if i < len(names) and names[i] else ""
+        name = re.sub(r"\W+", "_", str(given)).strip("_")[:40]
+        taken = {n.lower() for n in out}
+        if not name or name.lower() in taken:
+            name = f"ch{i + 1}"
+        while name.lower() in taken:  # a file that calls another channel "ch2"
+            name += "_"
+        out.append(name)
+    return out
+
+
+def tiff_channel_names(tif: tifffile.TiffFile) -> list[str | None] | None:
+    """Channel names stored in a TIFF: OME ``Channel Name``, or ImageJ's slice labels of the first z and time point.
+
+    Returns None when the file names no channel (metadata is free text:
+    anything unreadable counts as no name).
+    """
+    try:
+        if tif.is_ome and tif.ome_metadata:
+            for element in ET.fromstring(tif.ome_metadata).iter():
+                if element.tag.rsplit("}", 1)[-1] == "Pixels":  # the first image's
+                    return [c.get("Name") for c in element if c.tag.rsplit("}", 1)[-1] == "Channel"] or None
+        meta = tif.imagej_metadata or {}
+        n_channels = int(meta.get("channels", 1))
+        labels = meta.get("Labels")
+        if n_channels > 1 and isinstance(labels, (list, tuple)):
+            return [str(label) if label else None for label in labels[:n_channels]]  # ImageJ stores C fastest
+    except Exception:
+        return None
+    return None
+
+
+def file_channel_names(source: str | os.PathLike | bytes, info: ImageInfo) -> list[str]:
+    """:func:`channel_names` of a file read with :func:`segmentation.io.read_image` (path or bytes)."""
+    names = None
+    if info.n_c > 1 and not info.is_rgb:
+        try:
+            with tifffile.TiffFile(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source) as tif:
+                names = tiff_channel_names(tif)
+        except Exception:  # not a TIFF: no names
+            names = None
+    return channel_names(info.n_c, names)
+
+
+def channel_planes(data: np.ndarray, info: ImageInfo, params: Params, names: Sequence[str]) -> dict[str, np.ndarray]:
+    """Every channel but the segmented one, as the same plane (z-slice or projection, time point), by name.
+
+    Parameters
+    ----------
+    data, info
+        As returned by :func:`segmentation.io.read_image`.
+    params : Params
+        Its ``channel`` is the segmented one; ``z`` and ``t`` pick the plane.
+    names : sequence of str
+        :func:`channel_names` of the file.
+
+    Returns
+    -------
+    dict of str to (M, N) ndarray
+        Ready for :func:`segmentation.measure.measure_objects`'s ``channels``;
+        empty for a one-channel image.
+    """
+    nuclei = params.channel or 0
+    return {names[c]: select_plane(data, info, channel=c, z=params.z, t=params.t)
+            for c in range(info.n_c) if c != nuclei}
+
+
+# What the exported script imports, as PEP 723 requirements: the same bounds as
+# pyproject.toml's (a test checks), so that the script installs what the app was tested with.
+SCRIPT_DEPENDENCIES: tuple[str, ...] = (
+    "numpy>=1.26",
+    "scipy>=1.11",
+    "scikit-image>=0.26",
+    "tifffile>=2024.1.1",
+    "imagecodecs>=2024.1.1",  # LZW, zstd, ... compressed TIFFs, as Fiji and many microscopes write them
+    "pandas>=2.1",
+    "pillow>=10",
+)
+SCRIPT_PYTHON = ">=3.11"
+
+# Copied into the script, whole: the measurement table (besides the registries' helpers).
+_SCRIPT_MODULES = (measure,)
+# Copied into the script one by one: reading the pixel size and the channel names as the app
+# does, calibrated label TIFFs, CSV cells that a spreadsheet will not run.
+_SCRIPT_FUNCTIONS = (
+    image_io._tiff_pixel_size, image_io._ome_pixel_size, image_io._imagej_pixel_size, image_io._tag_pixel_size,
+    image_io._x_resolution, image_io._plausible, image_io._pillow_pixel_size,
+    channel_names, tiff_channel_names, labels_tiff, _calibration,
+    safety.csv_safe_value, safety.csv_safe,
+)
+_SCRIPT_CONSTANTS = {
+    "_UNIT_TO_UM": image_io._UNIT_TO_UM,
+    "_PLAUSIBLE_UM": image_io._PLAUSIBLE_UM,
+    "CALIBRATED_UM": image_io.CALIBRATED_UM,
+    "FORMULA_STARTS": safety.FORMULA_STARTS,
+    "_NUMBER": safety._NUMBER,
+}
+
+
 def script_text(params: Params) -> str:
     """A standalone ``segment.py`` reproducing `params` with plain library calls.
 
-    It needs only numpy, scipy, scikit-image, tifffile and pandas (not this
-    package), and runs as ``python segment.py INPUT_FOLDER OUTPUT_FOLDER``.
+    It starts with PEP 723 inline metadata (:data:`SCRIPT_DEPENDENCIES`), so
+    that ``uv run segment.py INPUT_FOLDER OUTPUT_FOLDER`` (or ``pipx run``)
+    installs what it needs; it never imports this package.  It writes the
+    app's measurement table, with every other channel of a multi-channel
+    image measured, calibrated label TIFFs, and ``errors.csv`` for the files
+    that failed (and then exits with status 1).
     """
     settings = json.dumps(params.to_dict(), indent=4)
     settings = settings.replace("null", "None").replace("true", "True").replace("false", "False")
+    header = "\n".join(["# /// script", f'# requires-python = "{SCRIPT_PYTHON}"', "# dependencies = [",
+                        *[f'#     "{d}",' for d in SCRIPT_DEPENDENCIES], "# ]", "# ///"])
     tables = {
         "__BACKGROUNDS__": _table(BACKGROUNDS, "img, s"),
         "__FILTERS__": _table(FILTERS, "img, s"),
         "__THRESHOLDS__": _table(THRESHOLD_METHODS, "img, s"),
         "__SEEDS__": _table(SEED_METHODS, "distance, mask, s"),
     }
-    text = _SCRIPT.replace("__SETTINGS__", settings).replace("__HELPERS__", _helper_sources())
+    text = (_SCRIPT.replace("__METADATA__", header).replace("__SETTINGS__", settings)
+            .replace("__HELPERS__", _helper_sources()))
     for marker, table in tables.items():
         text = text.replace(marker, table)
     return text
 
 
 def _helper_sources() -> str:
-    """The source of the modules whose functions registry entries call (see ``Method.helpers``)."""
+    """The source of what the script calls from this package.
+
+    Whole modules: those whose functions registry entries call (see
+    ``Method.helpers``) and :data:`_SCRIPT_MODULES`; then the single
+    functions and constants of :data:`_SCRIPT_FUNCTIONS` and
+    :data:`_SCRIPT_CONSTANTS`.
+    """
     modules = []
     for registry in (BACKGROUNDS, FILTERS, THRESHOLD_METHODS, SEED_METHODS):
         for method in registry.values():
@@ -156,10 +364,15 @@ def _helper_sources() -> str:
                 module = inspect.getmodule(helper)
                 if module not in modules:
                     modules.append(module)
+    modules += [m for m in _SCRIPT_MODULES if m not in modules]
     parts = []
     for module in modules:
         source = inspect.getsource(module).replace("from __future__ import annotations\n", "")
         parts.append(f"# --- from {module.__name__} (nuclei segmentation app) ---\n{source.strip()}\n")
+    constants = "\n".join(f"{name} = {value!r}" for name, value in _SCRIPT_CONSTANTS.items())
+    functions = "\n\n".join(inspect.getsource(f).strip() + "\n" for f in _SCRIPT_FUNCTIONS)
+    parts.append("# --- reading and writing files as the app does (nuclei segmentation app) ---\n"
+                 f"{constants}\n\n\n{functions}")
     return "\n\n".join(parts)
 
 
@@ -170,24 +383,41 @@ def _table(registry: dict, args: str) -> str:
 
 
 _SCRIPT = '''\
+__METADATA__
 """Segment nuclei in every image of a folder with the settings below.
 
-Written by the nuclei segmentation app. It needs only numpy, scipy,
-scikit-image (>= 0.26), tifffile, imageio and pandas:
+Written by the nuclei segmentation app. The block above lists what it needs,
+so that uv or pipx install it by themselves:
+
+    uv run segment.py INPUT_FOLDER OUTPUT_FOLDER
+    pipx run segment.py INPUT_FOLDER OUTPUT_FOLDER
+
+or, in a Python environment that has those packages:
 
     python segment.py INPUT_FOLDER OUTPUT_FOLDER
 
-For each image it writes OUTPUT_FOLDER/labels/<name>.tif (uint32) and
-OUTPUT_FOLDER/measurements/<name>.csv, and OUTPUT_FOLDER/summary.csv.
+INPUT_FOLDER may also be a single image file. For each image it writes
+    OUTPUT_FOLDER/labels/<name>.tif        uint32 labels, with the pixel size (µm) when known
+    OUTPUT_FOLDER/measurements/<name>.csv  one row per nucleus: the app's columns, and
+                                           <channel>_mean, ... for every other channel
+and OUTPUT_FOLDER/summary.csv. A file that cannot be read or segmented is
+listed in OUTPUT_FOLDER/errors.csv with the reason; the others go on, and the
+script then ends with exit status 1.
 """
 
+from __future__ import annotations
+
+import io
+import math
+import re
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import imageio.v3 as iio
 import numpy as np
 import pandas as pd
 import tifffile
+from PIL import Image
 from scipy import ndimage as ndi
 from skimage import filters, measure, morphology, restoration, segmentation
 from skimage.feature import peak_local_max
@@ -198,33 +428,52 @@ SETTINGS = __SETTINGS__
 __HELPERS__
 
 SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
+GREY_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "L", "F", "I")
 
 
-def read_plane(path, s):
-    """One 2-D plane: the chosen time point, channel and z-slice (or max projection)."""
+def read_image(path):
+    """The file's pixels, their axes, the channel names in the file (or None) and the pixel size (µm, or None)."""
     if path.suffix.lower() in (".tif", ".tiff"):
         with tifffile.TiffFile(path) as tif:
-            data, axes = tif.series[0].asarray(), tif.series[0].axes
-    else:
-        data = iio.imread(path)
-        axes = "YXS" if data.ndim == 3 else "YX"
+            series = tif.series[0]
+            return series.asarray(), series.axes, tiff_channel_names(tif), _tiff_pixel_size(tif)[0]
+    with Image.open(path) as image:
+        pixel_size = _pillow_pixel_size(image)
+        if image.mode in ("1", "LA", "La"):
+            image = image.convert("L")
+        elif image.mode not in GREY_MODES:
+            image = image.convert("RGB")  # colour and palette images; alpha dropped
+        data = np.asarray(image)
+    if data.dtype == np.int32 and data.min() >= 0 and data.max() <= 65535:
+        data = data.astype(np.uint16)  # Pillow may open 16-bit grey PNGs as 32-bit
+    return data, ("YXS" if data.ndim == 3 else "YX"), None, pixel_size
+
+
+def channel_planes(data, axes, s):
+    """One 2-D plane per channel: the chosen time point and z-slice (or maximum projection)."""
     if axes.endswith("S") and data.shape[-1] in (3, 4):
         data = data[..., :3]
         if all(np.array_equal(data[..., 0], data[..., i]) for i in (1, 2)):
-            data, axes = data[..., 0], axes[:-1]
-    for ax in [a for a in axes if a not in "YX"]:
-        i = axes.index(ax)
+            data, axes = data[..., 0], axes[:-1]  # a grey image saved as colour
+    # the channels first
+    channel_axis = next((a for a in axes if a in "CS"), None)
+    if channel_axis is None:
+        data, axes = data[np.newaxis], "C" + axes
+    else:
+        data = np.moveaxis(data, axes.index(channel_axis), 0)
+        axes = "C" + axes.replace(channel_axis, "", 1)
+    for ax in [a for a in axes[1:] if a not in "YX"]:
+        i = axes.index(ax, 1)
         if data.shape[i] == 1:
-            data, axes = data.take(0, axis=i), axes.replace(ax, "")
-        elif ax in "CS":
-            data, axes = data.take(s["channel"], axis=i), axes.replace(ax, "")
+            data = data.take(0, axis=i)
         elif ax in "ZIQ":
-            z = s["z"]
-            data = data.max(axis=i) if z == "max" else data.take(z, axis=i)
-            axes = axes.replace(ax, "")
+            if s["z"] is None:
+                raise ValueError(f"it holds {data.shape[i]} z-slices: set 'z' in SETTINGS to one (0 = first) or 'max'")
+            data = data.max(axis=i) if s["z"] == "max" else data.take(s["z"], axis=i)
         else:  # time or another axis
-            data, axes = data.take(s["t"] or 0, axis=i), axes.replace(ax, "")
-    return data
+            data = data.take(s["t"] or 0, axis=i)
+        axes = axes[:i] + axes[i + 1:]
+    return list(data)
 
 
 def peaks_to_mask(coords, shape):
@@ -288,28 +537,60 @@ def segment(image, s):
     return labels.astype(np.uint32), float(np.median(cutoff))
 
 
+def process(path, name, dst, s):
+    """Segment one file, measure every channel in its nuclei and write its files; its summary row."""
+    try:
+        data, axes, names_in_file, pixel_size = read_image(path)
+    except Exception as exc:
+        raise ValueError(f"cannot read it as an image: it is damaged or not a TIFF, PNG or JPEG ({exc})") from exc
+    planes = channel_planes(data, axes, s)
+    if len(planes) > 1 and s["channel"] is None:
+        raise ValueError(f"it holds {len(planes)} channels: set 'channel' in SETTINGS to the nuclear one (0 = first)")
+    nuclei = s["channel"] or 0
+    if nuclei >= len(planes):
+        raise ValueError(f"it holds {len(planes)} channel(s), but SETTINGS asks for channel {nuclei} (0 = first)")
+    names = channel_names(len(planes), names_in_file)
+    image = planes[nuclei]
+    others = {names[c]: plane for c, plane in enumerate(planes) if c != nuclei}
+    pixel_size = s["pixel_size_um"] or pixel_size
+
+    labels, cutoff = segment(image, s)
+    table = measure_objects(labels, image, pixel_size, channels=others, ring_width=s.get("ring_width", 0))
+
+    for folder in ("labels", "measurements"):
+        (dst / folder / name).parent.mkdir(parents=True, exist_ok=True)
+    (dst / "labels" / f"{name}.tif").write_bytes(labels_tiff(labels, pixel_size))
+    csv_safe(table).to_csv(dst / "measurements" / f"{name}.csv", index=False)
+    return {"image": name, "threshold": cutoff, "objects": int(labels.max()), "pixel_size_um": pixel_size}
+
+
 def main(src, dst):
+    """Segment every image of `src` (a folder or one file) into `dst`; 1 when a file failed, else 0."""
     src, dst = Path(src), Path(dst)
-    rows = []
+    dst.mkdir(parents=True, exist_ok=True)
     files = [src] if src.is_file() else sorted(p for p in src.rglob("*") if p.suffix.lower() in SUFFIXES)
+    rows, errors = [], []
     for path in files:
         name = path.stem if src.is_file() else path.relative_to(src).with_suffix("").as_posix()
-        image = read_plane(path, SETTINGS)
-        labels, cutoff = segment(image, SETTINGS)
-        (dst / "labels" / name).parent.mkdir(parents=True, exist_ok=True)
-        (dst / "measurements" / name).parent.mkdir(parents=True, exist_ok=True)
-        tifffile.imwrite(dst / "labels" / f"{name}.tif", labels)
-        table = pd.DataFrame(measure.regionprops_table(
-            labels, intensity_image=image,
-            properties=("label", "area", "centroid", "intensity_mean", "perimeter", "eccentricity", "solidity")))
-        table.to_csv(dst / "measurements" / f"{name}.csv", index=False)
-        rows.append({"image": name, "threshold": cutoff, "objects": int(labels.max())})
-        print(f"{name}: threshold {cutoff:.6g}, {labels.max()} objects", file=sys.stderr)
-    pd.DataFrame(rows).to_csv(dst / "summary.csv", index=False)
+        try:
+            row = process(path, name, dst, SETTINGS)
+        except Exception as exc:  # one bad file must not stop the others
+            reason = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+            errors.append({"file": path.name if src.is_file() else path.relative_to(src).as_posix(), "reason": reason})
+            print(f"{name}: FAILED: {reason}", file=sys.stderr)
+            continue
+        rows.append(row)
+        print(f"{name}: threshold {row['threshold']:.6g}, {row['objects']} objects", file=sys.stderr)
+    summary = pd.DataFrame(rows, columns=["image", "threshold", "objects", "pixel_size_um"])
+    csv_safe(summary).to_csv(dst / "summary.csv", index=False)
+    if errors:
+        csv_safe(pd.DataFrame(errors, columns=["file", "reason"])).to_csv(dst / "errors.csv", index=False)
+        print(f"{len(errors)} of {len(files)} file(s) failed: see {dst / 'errors.csv'}", file=sys.stderr)
+    return 1 if errors else 0
 
 
 if __name__ == "__main__":
     if len(sys.argv) != 3:
         sys.exit("usage: python segment.py INPUT_FOLDER_OR_FILE OUTPUT_FOLDER")
-    main(sys.argv[1], sys.argv[2])
+    sys.exit(main(sys.argv[1], sys.argv[2]))
 '''

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import ast
 import io
 import os
 import re
 import subprocess
 import sys
+import time
+import tomllib
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -18,22 +22,30 @@ from skimage.segmentation import find_boundaries
 
 from scipy import ndimage as ndi
 
-from testdata import SAMPLE, script_call, shared_images
+from testdata import ROOT, SAMPLE, script_call, shared_images
 from segmentation import Params, segment
+from segmentation.conditions import condition_columns, percent_positive
 from segmentation.display import OUTLINE_RGB, outline_overlay, stretch
 from segmentation.export import (
+    SCRIPT_DEPENDENCIES,
+    SCRIPT_PYTHON,
+    channel_names,
+    channel_planes,
     csv_bytes,
+    file_channel_names,
     image_outputs,
     labels_tiff,
     mask_tiff,
     overlay_png,
     script_text,
+    tiff_channel_names,
     zip_path,
     ZIP_LAYOUT,
     layout_markdown,
 )
 from segmentation.filters import BACKGROUNDS, FILTERS, apply_filter, subtract_background
-from segmentation.io import load_plane
+from segmentation.io import load_plane, read_image, select_plane
+from segmentation.measure import measure_objects
 from segmentation.split import SEED_METHODS, find_seeds
 from segmentation.threshold import THRESHOLD_METHODS, threshold_image
 
@@ -72,6 +84,108 @@ def test_labels_tiff_reads_back_uint32_and_equal(result):
     # an int64 label image is written as uint32 too
     back = tifffile.imread(io.BytesIO(labels_tiff(result.labels.astype(np.int64))))
     assert back.dtype == np.uint32 and back.max() == result.labels.max()
+    # without a pixel size: no calibration, as before
+    data = labels_tiff(result.labels)
+    with tifffile.TiffFile(io.BytesIO(data)) as tif:
+        assert not tif.is_imagej and tif.pages.first.get_resolution() == (1, 1)
+    assert read_image(data, "labels.tif")[1].pixel_size_um is None
+
+
+def calibration_read_back(data: bytes) -> dict:
+    """What Fiji, napari-tiff and this app read from a TIFF's calibration (the rules they apply, via tifffile).
+
+    Fiji (ImageJ's TiffDecoder and FileOpener): pixel width = 1 / XResolution, in the unit of the
+    ImageJ description's ``unit=`` (``um`` shows as µm); napari-tiff (for an ImageJ TIFF): scale =
+    (YResolution, XResolution) denominator / numerator, in that same unit.
+    """
+    with tifffile.TiffFile(io.BytesIO(data)) as tif:
+        page = tif.pages.first
+        numerator, denominator = page.tags["XResolution"].value
+        y_numerator, y_denominator = page.tags["YResolution"].value
+        return {
+            "imagej": tif.is_imagej,
+            "unit": (tif.imagej_metadata or {}).get("unit"),
+            "resolution_unit": int(page.tags["ResolutionUnit"].value),
+            "fiji_pixel_width": 1 / (numerator / denominator),
+            "fiji_pixel_height": 1 / (y_numerator / y_denominator),
+            "napari_scale": (y_denominator / max(y_numerator, 1), denominator / max(numerator, 1)),
+            "axes": tif.series[0].axes,
+            "dtype": tif.series[0].dtype,
+            "data": tif.asarray(),
+            "app": read_image(data, "back.tif")[1].pixel_size_um,
+        }
+
+
+@pytest.mark.parametrize("pixel_size", [0.325, 0.1083333, 2.0])
+@pytest.mark.parametrize("writer", [labels_tiff, mask_tiff], ids=["labels", "mask"])
+def test_calibrated_tiffs_read_back_with_their_pixel_size(result, writer, pixel_size):
+    data = writer(result.labels if writer is labels_tiff else result.labels > 0, pixel_size)
+    back = calibration_read_back(data)
+    assert back["imagej"] and back["unit"] == "um"  # Fiji's calibration unit, shown as µm
+    assert back["resolution_unit"] == 1  # NONE: the resolution is in pixels per `unit`, as ImageJ writes it
+    assert back["fiji_pixel_width"] == pytest.approx(pixel_size, rel=1e-7)
+    assert back["fiji_pixel_height"] == pytest.approx(pixel_size, rel=1e-7)
+    assert back["napari_scale"] == pytest.approx((pixel_size, pixel_size), rel=1e-7)
+    assert back["app"] == pytest.approx(pixel_size, rel=1e-7)  # this app (and so the exported script) too
+    assert back["axes"] == "YX"  # one plane, not a stack
+    if writer is labels_tiff:
+        assert back["dtype"] == np.uint32  # ImageJ opens 32-bit integer TIFFs as 32-bit images
+        np.testing.assert_array_equal(back["data"], result.labels)
+    else:
+        np.testing.assert_array_equal(back["data"] == 255, result.labels > 0)
+
+
+# --- channel names ------------------------------------------------------------------------
+
+
+def ome_two_channel(planes: np.ndarray, names: list[str], pixel_size: float | None = 0.325, **kw) -> bytes:
+    buf = io.BytesIO()
+    metadata = {"axes": "CYX", "Channel": {"Name": names}}
+    if pixel_size:
+        metadata.update(PhysicalSizeX=pixel_size, PhysicalSizeY=pixel_size)
+    tifffile.imwrite(buf, planes, metadata=metadata, ome=True, **kw)
+    return buf.getvalue()
+
+
+def imagej_two_channel(planes: np.ndarray, labels: list[str] | None) -> bytes:
+    buf = io.BytesIO()
+    metadata = {"axes": "CYX", **({"Labels": labels} if labels else {})}
+    tifffile.imwrite(buf, planes, imagej=True, metadata=metadata)
+    return buf.getvalue()
+
+
+def test_channel_names_come_from_the_ome_or_imagej_metadata(sample):
+    planes = np.stack([sample, sample // 2])
+    for data, expected in [
+        (ome_two_channel(planes, ["DAPI", "EdU 488"]), ["DAPI", "EdU_488"]),
+        (ome_two_channel(planes, ["", "GFP"]), ["ch1", "GFP"]),
+        (imagej_two_channel(planes, ["Hoechst", "γH2AX"]), ["Hoechst", "γH2AX"]),
+        (imagej_two_channel(planes, None), ["ch1", "ch2"]),
+    ]:
+        data_array, info = read_image(data, "two.tif")
+        assert info.n_c == 2
+        assert file_channel_names(data, info) == expected
+    # a one-channel file, or one whose metadata cannot be read, has the numbered names
+    with tifffile.TiffFile(io.BytesIO(labels_tiff(sample))) as tif:
+        assert tiff_channel_names(tif) is None
+    # names are cleaned (no formula, no spaces) and never repeat, even when the file calls a channel "ch3"
+    assert channel_names(3, ["=cmd|' /C calc'!A0", "ch3", None]) == ["cmd_C_calc_A0", "ch3", "ch3_"]
+
+
+def test_channel_planes_are_the_other_channels_at_the_chosen_plane(sample):
+    rng = np.random.default_rng(1)
+    stack = rng.integers(0, 1000, (3, 2, 64, 80)).astype(np.uint16)  # Z, C, Y, X
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, stack, imagej=True, metadata={"axes": "ZCYX"})
+    data, info = read_image(buf.getvalue(), "zc.tif")
+    names = file_channel_names(buf.getvalue(), info)
+    others = channel_planes(data, info, Params(channel=1, z="max"), names)
+    assert list(others) == ["ch1"]
+    np.testing.assert_array_equal(others["ch1"], stack[:, 0].max(axis=0))
+    others = channel_planes(data, info, Params(channel=0, z=2), names)
+    np.testing.assert_array_equal(others["ch2"], stack[2, 1])
+    single, info1 = read_image(labels_tiff(sample), "one.tif")
+    assert channel_planes(single, info1, Params(), channel_names(1)) == {}
 
 
 def test_mask_tiff_is_0_255_uint8(result):
@@ -104,10 +218,17 @@ def test_csv_bytes_round_trip(result):
 
 def test_image_outputs_follow_the_zip_layout(result):
     files = image_outputs(result, "exp1/img")
-    assert set(files) == {"labels/exp1/img.tif", "masks/exp1/img.tif", "overlays/exp1/img.png", "measurements/exp1/img.csv"}
-    assert set(files) == {zip_path(k, "exp1/img") for k in ("labels", "masks", "overlays", "measurements")}
+    assert set(files) == {"labels/exp1/img.tif", "masks/exp1/img.tif", "rois/exp1/img.zip", "overlays/exp1/img.png",
+                          "measurements/exp1/img.csv"}
+    assert set(files) == {zip_path(k, "exp1/img") for k in ("labels", "masks", "rois", "overlays", "measurements")}
     np.testing.assert_array_equal(tifffile.imread(io.BytesIO(files["labels/exp1/img.tif"])), result.labels)
     assert len(pd.read_csv(io.BytesIO(files["measurements/exp1/img.csv"]))) == result.count
+    assert len(zipfile.ZipFile(io.BytesIO(files["rois/exp1/img.zip"])).namelist()) == result.count
+    assert read_image(files["labels/exp1/img.tif"], "l.tif")[1].pixel_size_um is None
+    # with the pixel size, both TIFFs carry it
+    calibrated = image_outputs(result, "img", pixel_size_um=0.65)
+    for kind in ("labels", "masks"):
+        assert read_image(calibrated[zip_path(kind, "img")], "x.tif")[1].pixel_size_um == pytest.approx(0.65)
 
 
 def test_readme_table_is_the_zip_layout():
@@ -130,8 +251,8 @@ def test_script_has_no_segmentation_import_and_embeds_the_settings():
     assert namespace["SETTINGS"] == p.to_dict()
 
 
-def start_script(params: Params, work: Path, in_dir: Path) -> tuple[subprocess.Popen, Path]:
-    """Write segment.py next to a poisoned `segmentation` module and start it cleanly."""
+def start_script(params: Params, work: Path, in_dir: Path, python: str = sys.executable) -> tuple[subprocess.Popen, Path]:
+    """Write segment.py next to a poisoned `segmentation` module and start it cleanly with `python`."""
     script_dir = work / "script"
     script_dir.mkdir(parents=True)
     script = script_dir / "segment.py"
@@ -145,7 +266,7 @@ def start_script(params: Params, work: Path, in_dir: Path) -> tuple[subprocess.P
     # a deprecated scikit-image call made by the script itself fails the run
     env["PYTHONWARNINGS"] = "error::DeprecationWarning:__main__,error::FutureWarning:__main__"
     proc = subprocess.Popen(
-        [sys.executable, str(script), str(in_dir), str(out_dir)],
+        [python, str(script), str(in_dir), str(out_dir)],
         cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     return proc, out_dir
@@ -236,9 +357,23 @@ def test_script_reproduces_segment(script_runs, key):
         np.testing.assert_array_equal(labels, expected.labels, err_msg=name)
         assert summary.loc[name, "objects"] == expected.count
         assert summary.loc[name, "threshold"] == pytest.approx(expected.threshold, rel=1e-6)
-        table = pd.read_csv(out_dir / "measurements" / f"{name}.csv")
-        assert len(table) == expected.count
-        np.testing.assert_array_equal(table["area"], expected.measurements["area_px2"])
+        # the app's measurement table: same columns, same values
+        assert_same_table(pd.read_csv(out_dir / "measurements" / f"{name}.csv"), expected.measurements, name)
+
+
+def assert_same_table(script: pd.DataFrame, app: pd.DataFrame, name: str) -> float:
+    """The script's CSV holds the app's table: same columns, values equal to rounding; the largest relative difference."""
+    assert list(script.columns) == list(app.columns), name
+    assert len(script) == len(app) > 0, name
+    worst = 0.0
+    for column in app.columns:
+        expected = app[column].to_numpy(dtype=float)
+        np.testing.assert_allclose(script[column].to_numpy(dtype=float), expected, rtol=1e-12, atol=0,
+                                   equal_nan=True, err_msg=f"{name}: {column}")
+        with np.errstate(invalid="ignore", divide="ignore"):
+            diff = np.abs(script[column].to_numpy(dtype=float) - expected) / np.abs(expected)
+        worst = max(worst, float(np.nanmax(np.where(expected == 0, 0, diff))))
+    return worst
 
 
 def test_script_picks_channel_and_max_projection_like_segment(script_runs, sample):
@@ -257,6 +392,159 @@ def test_script_picks_channel_and_max_projection_like_segment(script_runs, sampl
     np.testing.assert_array_equal(
         tifffile.imread(out_dir / "labels" / "two_channel.tif"), segment(sample, PLANE_PARAMS).labels
     )
+
+
+# --- a folder as labs have them: LZW TIFF, PNGs, an OME-TIFF with two channels, a broken file --------
+
+MIXED_PARAMS = Params(channel=0)
+STAIN = 1000  # the second channel inside the stained nuclei, above a background of 0-49
+
+
+def mixed_inputs(folder: Path) -> dict[str, Path]:
+    """control/ and treated/ images in the formats labs use, and a broken TIFF; name -> path."""
+    sample = tifffile.imread(SAMPLE)
+    rng = np.random.default_rng(7)
+    (folder / "control").mkdir(parents=True)
+    (folder / "treated").mkdir()
+    files = {
+        "control/lzw": folder / "control" / "lzw.tif",
+        "control/png8": folder / "control" / "png8.png",
+        "treated/png16": folder / "treated" / "png16.png",
+        "treated/two_channel.ome": folder / "treated" / "two_channel.ome.tif",
+    }
+    # Fiji's usual output: LZW-compressed, ImageJ-calibrated (0.5 µm)
+    tifffile.imwrite(files["control/lzw"], sample, compression="lzw", imagej=True, resolution=(2.0, 2.0),
+                     metadata={"unit": "um"})
+    Image.fromarray(sample[:256, :384].astype(np.uint8)).save(files["control/png8"])
+    Image.fromarray(synthetic16()).save(files["treated/png16"])  # 16-bit grey
+    # nuclei in channel 0 (DAPI); the second stain (EdU) fills every odd-numbered nucleus
+    labels = segment(sample, MIXED_PARAMS).labels
+    stained = np.isin(labels, np.arange(1, labels.max() + 1, 2))
+    edu = (np.where(stained, STAIN, 0) + rng.integers(0, 50, sample.shape)).astype(np.uint16)
+    files["treated/two_channel.ome"].write_bytes(ome_two_channel(np.stack([sample, edu]), ["DAPI", "EdU 488"],
+                                                                 compression="zlib"))
+    # a TIFF cut short in the copy
+    (folder / "broken.tif").write_bytes(files["control/lzw"].read_bytes()[:300])
+    return files
+
+
+def app_outputs(path: Path, params: Params) -> tuple:
+    """What the app makes of a file: the segmentation, its table with the other channels, the pixel size."""
+    data, info = read_image(path)
+    plane = select_plane(data, info, channel=params.channel, z=params.z, t=params.t)
+    pixel_size = params.pixel_size_um or info.pixel_size_um
+    result = segment(plane, params.replace(pixel_size_um=pixel_size))
+    others = channel_planes(data, info, params, file_channel_names(path, info))
+    return result, measure_objects(result.labels, plane, pixel_size, channels=others), pixel_size
+
+
+@pytest.fixture(scope="module")
+def mixed_folder(tmp_path_factory) -> tuple[Path, dict[str, Path]]:
+    folder = tmp_path_factory.mktemp("mixed") / "in"
+    return folder, mixed_inputs(folder)
+
+
+def run_script(python: str, work: Path, in_dir: Path, params: Params = MIXED_PARAMS) -> tuple[int, str, Path]:
+    proc, out_dir = start_script(params, work, in_dir, python=python)
+    _, stderr = proc.communicate(timeout=600)
+    return proc.returncode, stderr, out_dir
+
+
+@pytest.fixture(scope="module")
+def mixed_run(mixed_folder, tmp_path_factory):
+    return run_script(sys.executable, tmp_path_factory.mktemp("mixed-run"), mixed_folder[0])
+
+
+def pep723(script: str) -> dict:
+    """The script's PEP 723 metadata, read as the PEP's reference implementation does."""
+    pattern = r"(?m)^# /// (?P<type>[a-zA-Z0-9-]+)$\s(?P<content>(^#(| .*)$\s)+)^# ///$"
+    blocks = [m for m in re.finditer(pattern, script) if m.group("type") == "script"]
+    assert len(blocks) == 1, "one `# /// script` block"
+    content = "".join(line[2:] if line.startswith("# ") else line[1:]
+                      for line in blocks[0].group("content").splitlines(keepends=True))
+    return tomllib.loads(content)
+
+
+@pytest.fixture(scope="module")
+def fresh_venv_run(mixed_folder, tmp_path_factory):
+    """The script run in a new venv holding only what its own PEP 723 block lists (as `uv run` would make)."""
+    text = script_text(MIXED_PARAMS)
+    needs = pep723(text)["dependencies"]
+    venv = tmp_path_factory.mktemp("fresh-venv") / "venv"
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    python = str(venv / "bin" / "python")
+    install = subprocess.run([python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input", "-q",
+                              *needs], capture_output=True, text=True, timeout=900)
+    assert install.returncode == 0, install.stderr[-3000:]
+    setup_seconds = time.perf_counter() - start
+    run = run_script(python, tmp_path_factory.mktemp("fresh-run"), mixed_folder[0])
+    print(f"fresh venv: set up in {setup_seconds:.0f} s, script in {time.perf_counter() - start - setup_seconds:.0f} s")
+    return run
+
+
+@pytest.mark.parametrize("where", ["project venv", "fresh venv from its PEP 723 block"])
+def test_script_on_lzw_png_ome_and_a_broken_file_equals_the_app(request, mixed_folder, where):
+    returncode, stderr, out_dir = request.getfixturevalue("mixed_run" if where == "project venv" else "fresh_venv_run")
+    _, files = mixed_folder
+    # the broken file is listed with its reason, the others went on, and the exit status says so
+    assert returncode == 1, stderr
+    errors = pd.read_csv(out_dir / "errors.csv")
+    assert errors["file"].tolist() == ["broken.tif"]
+    assert "cannot read it as an image" in errors["reason"][0]
+    summary = pd.read_csv(out_dir / "summary.csv").set_index("image")
+    assert sorted(summary.index) == sorted(files)
+    for name, path in files.items():
+        result, table, pixel_size = app_outputs(path, MIXED_PARAMS)
+        assert result.count > 3, name
+        labels_file = out_dir / "labels" / f"{name}.tif"
+        np.testing.assert_array_equal(tifffile.imread(labels_file), result.labels, err_msg=name)
+        assert read_image(labels_file)[1].pixel_size_um == (pytest.approx(pixel_size) if pixel_size else None)
+        script_table = pd.read_csv(out_dir / "measurements" / f"{name}.csv")
+        assert_same_table(script_table, table, name)
+        # without other channels, that is segment()'s own table
+        assert_same_table(script_table[list(result.measurements.columns)], result.measurements, name)
+        assert summary.loc[name, "objects"] == result.count
+    assert summary.loc["control/lzw", "pixel_size_um"] == 0.5
+    assert summary.loc["treated/two_channel.ome", "pixel_size_um"] == pytest.approx(0.325)
+    assert np.isnan(summary.loc["control/png8", "pixel_size_um"])
+
+
+def test_script_measures_the_second_channel_and_its_share_of_positive_nuclei(mixed_run, sample):
+    _, _, out_dir = mixed_run
+    table = pd.read_csv(out_dir / "measurements" / "treated" / "two_channel.ome.csv")
+    assert [c for c in table.columns if c.startswith("EdU")] == ["EdU_488_mean", "EdU_488_integrated",
+                                                                   "EdU_488_max", "EdU_488_median"]
+    stained = table["label"] % 2 == 1  # the odd-numbered nuclei hold the stain
+    assert (table.loc[stained, "EdU_488_mean"] >= STAIN).all()
+    assert (table.loc[~stained, "EdU_488_mean"] < 50).all()
+    assert (table["EdU_488_max"] < STAIN + 50).all()
+    table["condition"] = condition_columns(["treated/two_channel.ome.tif"])["condition"].iloc[0]
+    share = percent_positive(table, {"EdU_488": STAIN / 2})
+    assert share.loc["treated", "EdU_488_percent_positive"] == pytest.approx(100 * stained.mean())
+    assert 40 < share.loc["treated", "EdU_488_percent_positive"] < 60
+
+
+def test_script_metadata_lists_what_it_imports_with_the_projects_bounds():
+    text = script_text(Params())
+    meta = pep723(text)
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert meta["requires-python"] == SCRIPT_PYTHON == project["requires-python"]
+    assert meta["dependencies"] == list(SCRIPT_DEPENDENCIES)
+    assert set(SCRIPT_DEPENDENCIES) <= set(project["dependencies"]), "same bounds as pyproject.toml"
+    # every package the script imports is listed; imagecodecs is what tifffile needs for LZW
+    distributions = {"PIL": "pillow", "skimage": "scikit-image"}
+    imported = set()
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            imported.add(node.module.split(".")[0])
+    third_party = {distributions.get(m, m) for m in imported - set(sys.stdlib_module_names) - {"__future__"}}
+    listed = {re.split(r"[<>=!~ ]", d)[0] for d in SCRIPT_DEPENDENCIES}
+    assert third_party == listed - {"imagecodecs"}
+    assert "imagecodecs" in listed
+    assert "uv run segment.py" in text and "pipx run segment.py" in text
 
 
 # --- each registry entry's code in the script equals the app's function --------------------
