@@ -116,7 +116,7 @@ def test_batch_of_real_images_matches_segment(kc167):
     page = texts(at)
     assert "exp/broken.tif" in page and "Files that could not be segmented (1)" in [s.value for s in at.subheader]
     assert "Skipped files (1)" in page and "exp/notes.txt — not an image file" in page
-    assert "less than half or more than 2×" in page  # the outlier rule, in words
+    assert "robust z-scores from the median" in page  # the outlier rule, in words
     assert at.download_button(key="batch_download").label == "Download results.zip"
     assert len(at.image) == 5  # one thumbnail per segmented image
     table = at.dataframe[0].value
