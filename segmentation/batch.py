@@ -28,7 +28,9 @@ from .display import downsample, downsample_factor, format_value, outline_overla
 from .errors import SegmentationError
 from .export import image_outputs, layout_text, script_text, zip_path
 from .inputs import BatchInput, Skipped
-from .io import ImageReadError, load_plane
+from .conditions import compile_pattern, condition_columns, condition_table
+from .export import channel_planes, file_channel_names
+from .io import ImageReadError, read_image, select_plane, validate_plane
 from .params import Params
 from .pipeline import segment
 from .safety import csv_safe
@@ -117,16 +119,24 @@ def output_names(names: Sequence[str]) -> list[str]:
 # --- one image ----------------------------------------------------------------
 
 
-def process_one(inp: BatchInput, out_name: str, params: Params) -> ImageOutcome:
-    """Read, segment and render one input. Never raises: failures become outcomes."""
+def process_one(inp: BatchInput, out_name: str, params: Params, conditions: dict | None = None) -> ImageOutcome:
+    """Read, segment, measure every channel and render one input. Never raises: failures become outcomes.
+
+    `conditions` (e.g. ``{"condition": "control"}``, see
+    :mod:`segmentation.conditions`) go into its summary row and measurements.
+    """
     start = time.perf_counter()
-    row: dict = {"image": out_name, "file": inp.name}
+    conditions = dict(conditions or {})
+    row: dict = {"image": out_name, "file": inp.name, **conditions}
     try:
-        image, info = load_plane(inp.source, name=inp.name, channel=params.channel, z=params.z, t=params.t)
+        data, info = read_image(inp.source, name=inp.name)
+        image = validate_plane(select_plane(data, info, channel=params.channel, z=params.z, t=params.t), inp.name)
+        channels = channel_planes(data, info, params, file_channel_names(inp.source, info)) if info.n_c > 1 else {}
+        del data
         if params.pixel_size_um is None and info.pixel_size_um is not None:
             params = params.replace(pixel_size_um=info.pixel_size_um)
-        result = segment(image, params, name=inp.name)
-        files = image_outputs(result, out_name)
+        result = segment(image, params, name=inp.name, channels=channels)
+        files = image_outputs(result, out_name, params.pixel_size_um)
         step = downsample_factor(image.shape, THUMBNAIL_SIDE)
         thumb = outline_overlay(stretch(downsample(image, step)), downsample(result.labels, step), halo=True)
         row.update(
@@ -139,7 +149,8 @@ def process_one(inp: BatchInput, out_name: str, params: Params) -> ImageOutcome:
             **result.summary,
         )
         measurements = result.measurements.copy()
-        measurements.insert(0, "image", out_name)
+        for i, (column, value) in enumerate({"image": out_name, **conditions}.items()):
+            measurements.insert(i, column, value)
         outcome = ImageOutcome(inp.name, out_name, "ok", "", row, files, measurements, png_bytes(thumb))
     except (ImageReadError, SegmentationError, ValueError) as exc:
         outcome = ImageOutcome(inp.name, out_name, "failed", str(exc), row)
@@ -264,6 +275,21 @@ class _ZipWriter:
         self.measurement_files: list[Path] = []
         self.columns: list[str] = []
 
+    def conditions_table(self, summary: pd.DataFrame, conditions: Sequence[str]) -> pd.DataFrame | None:
+        """Nuclei per image, nucleus area and % positive per condition (None when all images share one)."""
+        ok = summary[summary["status"] == "ok"]
+        if not conditions or not len(ok) or len(ok[list(conditions)].drop_duplicates()) < 2:
+            return None
+        area = "area_um2" if "area_um2" in self.columns else "area_px2"
+        cutoffs = {c: v for c, v in self.params.positive if f"{c}_mean" in self.columns}
+        wanted = ["image", *conditions, area, *(f"{c}_mean" for c in cutoffs)]
+        parts = [pd.read_csv(part, usecols=lambda c: c in wanted, keep_default_na=False, na_values=[""])
+                 for part in self.measurement_files]
+        measurements = pd.concat(parts) if parts else pd.DataFrame(columns=wanted)
+        for column in conditions:  # conditions read back as text, as in the summary
+            measurements[column] = measurements[column].astype(str)
+        return condition_table(ok.astype({c: str for c in conditions}), measurements, area, cutoffs, by=conditions)
+
     def _write(self, name: str, data: bytes | str) -> None:
         self.zip.writestr(_entry(name), data)
 
@@ -277,7 +303,7 @@ class _ZipWriter:
             self.measurement_files.append(part)
             self.columns += [c for c in outcome.measurements.columns if c not in self.columns]
 
-    def close(self, summary: pd.DataFrame, errors: list[tuple[str, str]]) -> None:
+    def close(self, summary: pd.DataFrame, errors: list[tuple[str, str]], conditions: Sequence[str] = ()) -> None:
         entry = _entry(zip_path("all_measurements"))
         with self.zip.open(entry, "w") as raw, io.TextIOWrapper(raw, "utf-8", newline="") as out:
             writer = csv.DictWriter(out, fieldnames=self.columns or ["image", "label"])
@@ -286,6 +312,9 @@ class _ZipWriter:
                 with open(part, newline="", encoding="utf-8") as f:
                     writer.writerows(csv.DictReader(f))  # already made safe per image
         self._write(zip_path("summary"), csv_safe(summary).to_csv(index=False, lineterminator="\r\n"))
+        table = self.conditions_table(summary, conditions)
+        if table is not None:
+            self._write(zip_path("conditions"), csv_safe(table).to_csv(index=False, lineterminator="\r\n"))
         if errors:
             table = csv_safe(pd.DataFrame(errors, columns=["file", "reason"]))
             self._write(zip_path("errors"), table.to_csv(index=False, lineterminator="\r\n"))
@@ -335,17 +364,20 @@ Settings:
 # --- the run ------------------------------------------------------------------
 
 
-def _run_job(job: tuple[BatchInput, str, Params]) -> ImageOutcome:
+Job = tuple[BatchInput, str, Params, dict]  # input, output name, settings, condition columns
+
+
+def _run_job(job: Job) -> ImageOutcome:
     return process_one(*job)
 
 
-def _worker_died(job: tuple[BatchInput, str, Params]) -> ImageOutcome:
-    inp, out_name, _ = job
-    row = {"image": out_name, "file": inp.name, "status": "failed", "reason": WORKER_DIED}
+def _worker_died(job: Job) -> ImageOutcome:
+    inp, out_name, _, conditions = job
+    row = {"image": out_name, "file": inp.name, **conditions, "status": "failed", "reason": WORKER_DIED}
     return ImageOutcome(inp.name, out_name, "failed", WORKER_DIED, row)
 
 
-def _outcomes(jobs: list[tuple[BatchInput, str, Params]], pool: LocalWorkers | None, workers: int,
+def _outcomes(jobs: list[Job], pool: LocalWorkers | None, workers: int,
               should_stop: Callable[[], bool]):
     """Outcomes in completion order: in this process for one worker, else in worker processes."""
     if pool is None and workers <= 1:
@@ -374,6 +406,7 @@ def run_batch(
     on_progress: Callable[[int, int, ImageOutcome], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     pool: LocalWorkers | None = None,
+    pattern: str | None = None,
 ) -> BatchReport:
     """Segment every input with `params` and write the results zip to `out_path`.
 
@@ -396,6 +429,16 @@ def run_batch(
     pool : LocalWorkers, optional
         Worker processes to use instead of starting `workers` new ones (the
         app's Batch page shares one pool among its sessions).
+    pattern : str, optional
+        A regular expression with named groups that reads each image's
+        condition from its name (see :mod:`segmentation.conditions`); by
+        default the condition is the first sub-folder.
+
+    Raises
+    ------
+    ValueError
+        A `pattern` that is not a valid regular expression with named groups
+        (before anything is run).
     on_progress : callable(done, total, outcome), optional
         Called after each image.
     should_stop : callable() -> bool, optional
@@ -406,12 +449,16 @@ def run_batch(
     -------
     BatchReport
     """
+    if pattern:
+        compile_pattern(pattern)  # a bad pattern fails before any image is run
     start = time.perf_counter()
     workers = workers or os.cpu_count() or 1
     should_stop = should_stop or (lambda: False)
     out_path = Path(out_path)
     names = output_names([i.name for i in inputs])
-    jobs = [(inp, name, params) for inp, name in zip(inputs, names)]
+    conditions = condition_columns(names, pattern or None)
+    condition_names = list(conditions.columns)
+    jobs = [(inp, name, params, conditions.loc[name].to_dict()) for inp, name in zip(inputs, names)]
     rows: dict[str, dict] = {}
     errors: list[tuple[str, str]] = []
     thumbnails: dict[str, bytes] = {}
@@ -431,13 +478,16 @@ def run_batch(
         stopped = len(rows) < len(jobs)
     finally:
         table = []
-        for inp, out_name, _ in jobs:
+        for inp, out_name, _, _ in jobs:
             table.append(rows.get(out_name) or {"image": out_name, "file": inp.name, "status": "not run",
                                                 "reason": "the run was stopped before this file"})
         table += [{"image": "", "file": s.name, "status": "skipped", "reason": s.reason}
                   for s in skipped if s.kind != "hidden"]
-        summary = pd.DataFrame(table).reindex(columns=SUMMARY_COLUMNS)
+        summary = pd.DataFrame(table)
+        extra = [c for c in summary.columns if c not in SUMMARY_COLUMNS and c not in condition_names]
+        columns = [*SUMMARY_COLUMNS[:2], *condition_names, *SUMMARY_COLUMNS[2:], *extra]
+        summary = summary.reindex(columns=columns)
         for col in ("objects", "dropped_without_seed", "height", "width"):
             summary[col] = summary[col].astype("Int64")
-        writer.close(summary, errors)
+        writer.close(summary, errors, condition_names)
     return BatchReport(out_path, summary, errors, list(skipped), thumbnails, stopped, time.perf_counter() - start)

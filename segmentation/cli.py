@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 from .batch import ImageOutcome, run_batch
+from .conditions import compile_pattern
 from .inputs import plan_paths, stage
 from .params import MAX_SETTINGS_BYTES, Params
 from .safety import visible
@@ -31,6 +32,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="results.zip", help="zip file to write")
     p.add_argument("--settings", metavar="settings.json",
                    help="settings saved by the app (default: the course's recipe)")
+    p.add_argument("--pattern", metavar="REGEX",
+                   help="read each image's condition from its path with a regular expression with named groups, "
+                        "e.g. '(?P<well>[A-H]\\d{2})_(?P<treatment>[^_]+)' (default: the first sub-folder)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="N",
                    help="images processed in parallel (default: every core, %(default)s here)")
     return p
@@ -50,6 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.workers < 1:
         print("error: --workers must be 1 or more", file=sys.stderr)
         return 2
+    if args.pattern:
+        try:
+            compile_pattern(args.pattern)
+        except ValueError as exc:
+            print(f"error: --pattern: {exc}", file=sys.stderr)
+            return 2
     try:
         plan = plan_paths(args.inputs)
     except FileNotFoundError as exc:
@@ -78,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
             if s.kind != "hidden":
                 print(f"skipped {visible(s.name)}: {s.reason}", file=sys.stderr)
         try:
-            report = run_batch(inputs, params, args.out, workers=args.workers, skipped=skipped, on_progress=progress)
+            report = run_batch(inputs, params, args.out, workers=args.workers, skipped=skipped, on_progress=progress,
+                               pattern=args.pattern)
         except KeyboardInterrupt:
             print(f"stopped: {args.out} holds the images finished so far", file=sys.stderr)
             return 130

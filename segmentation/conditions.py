@@ -96,11 +96,12 @@ def condition_columns(names: Iterable[str], pattern: str | None = None) -> pd.Da
     ----------
     names : iterable of str
         Each image's path relative to the batch's folder (``/`` or ``\\``
-        separators), e.g. ``"control/img1.tif"``.
+        separators), e.g. ``"control/img1.tif"``: all the images of the batch.
     pattern : str, optional
         A regular expression with named groups (see :func:`compile_pattern`),
         searched anywhere in the relative path.  Without one, the condition is
-        the first-level sub-folder.
+        the first-level sub-folder below the folder all images share
+        (``exp/control/a.tif`` and ``exp/treated/b.tif``: ``control`` and ``treated``).
 
     Returns
     -------
@@ -119,6 +120,8 @@ def condition_columns(names: Iterable[str], pattern: str | None = None) -> pd.Da
     --------
     >>> condition_columns(["control/a.tif", "treated/x/b.tif", "c.tif"])["condition"].tolist()
     ['control', 'treated', '']
+    >>> condition_columns(["exp/control/a.tif", "exp/treated/b.tif"])["condition"].tolist()
+    ['control', 'treated']
     >>> condition_columns(["plate1/A01_DMSO_1.tif"], r"(?P<well>[A-H]\\d{2})_(?P<treatment>[^_]+)").iloc[0].tolist()
     ['A01', 'DMSO']
     """
@@ -126,7 +129,11 @@ def condition_columns(names: Iterable[str], pattern: str | None = None) -> pd.Da
     paths = [n.replace("\\", "/") for n in names]
     if pattern is None:
         parts = [[p for p in PurePosixPath(path).parts if p not in ("", ".", "..", "/")] for path in paths]
-        table = pd.DataFrame({CONDITION: [p[0] if len(p) > 1 else NO_CONDITION for p in parts]}, index=names)
+        shared = 0  # leading folders every image is in (the folder the user chose) name no condition
+        while parts and all(len(p) > shared + 1 and p[shared] == parts[0][shared] for p in parts):
+            shared += 1
+        table = pd.DataFrame({CONDITION: [p[shared] if len(p) > shared + 1 else NO_CONDITION for p in parts]},
+                             index=names)
     else:
         compiled = compile_pattern(pattern)
         rows = []

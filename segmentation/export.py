@@ -86,6 +86,9 @@ ZIP_LAYOUT: dict[str, ZipEntry] = {
                              "`<channel>_mean`, ... for each other channel of the image"),
     "all_measurements": ZipEntry("measurements.csv", "all nuclei of all images, with an `image` column and the "
                                  "condition columns"),
+    "conditions": ZipEntry("conditions.csv", "one row per condition (first sub-folder, or the groups of a file-name "
+                           "pattern): images, nuclei per image, nucleus area, % positive per channel (only when "
+                           "the images are in more than one condition)"),
     "summary": ZipEntry("summary.csv", "one row per input file: its condition (sub-folder or file-name pattern), "
                         "status (ok / failed / skipped / not run), threshold used (raw intensity units), number of "
                         "nuclei, mean and median area, ..."),
@@ -556,12 +559,17 @@ def process(path, name, dst, s):
 
     labels, cutoff = segment(image, s)
     table = measure_objects(labels, image, pixel_size, channels=others, ring_width=s.get("ring_width", 0))
+    row = {"image": name, "threshold": cutoff, "objects": int(labels.max()), "pixel_size_um": pixel_size}
+    for channel, above in dict(s.get("positive") or {}).items():  # positive: mean intensity above the cutoff
+        if f"{channel}_mean" in table:
+            table[f"{channel}_positive"] = table[f"{channel}_mean"] > above
+            row[f"{channel}_percent_positive"] = 100 * table[f"{channel}_positive"].mean() if len(table) else None
 
     for folder in ("labels", "measurements"):
         (dst / folder / name).parent.mkdir(parents=True, exist_ok=True)
     (dst / "labels" / f"{name}.tif").write_bytes(labels_tiff(labels, pixel_size))
     csv_safe(table).to_csv(dst / "measurements" / f"{name}.csv", index=False)
-    return {"image": name, "threshold": cutoff, "objects": int(labels.max()), "pixel_size_um": pixel_size}
+    return row
 
 
 def main(src, dst):
@@ -581,7 +589,8 @@ def main(src, dst):
             continue
         rows.append(row)
         print(f"{name}: threshold {row['threshold']:.6g}, {row['objects']} objects", file=sys.stderr)
-    summary = pd.DataFrame(rows, columns=["image", "threshold", "objects", "pixel_size_um"])
+    columns = ["image", "threshold", "objects", "pixel_size_um"]
+    summary = pd.DataFrame(rows).reindex(columns=columns + [c for r in rows for c in r if c not in columns])
     csv_safe(summary).to_csv(dst / "summary.csv", index=False)
     if errors:
         csv_safe(pd.DataFrame(errors, columns=["file", "reason"])).to_csv(dst / "errors.csv", index=False)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -123,6 +124,17 @@ class Setting:
         elif kind == "cutoff":
             if v is not None and (not _is_number(v) or abs(v) == math.inf):
                 raise ValueError(f"{name} must be a number or empty; got {_short(v)}")
+        elif kind == "cutoffs":
+            if not isinstance(v, tuple) or not all(isinstance(p, tuple) and len(p) == 2 for p in v):
+                raise ValueError(f"{name} must be channel names and cutoffs, like {{\"EdU\": 500}}; got {_short(v)}")
+            if len(v) > 32:
+                raise ValueError(f"{name} takes at most 32 channels; got {len(v)}")
+            for channel, cutoff in v:
+                if not isinstance(channel, str) or not re.fullmatch(r"[A-Za-z0-9_]{1,60}", channel):
+                    raise ValueError(f"{name}: channel names are letters, digits and _ (as in the measurement "
+                                     f"columns); got {_short(channel)}")
+                if not _is_number(cutoff) or abs(cutoff) == math.inf:
+                    raise ValueError(f"{name}: the cutoff of {channel} must be a number; got {_short(cutoff)}")
         elif kind == "pixel_size":
             if v is not None and (not _is_number(v) or not self._inside(v) or v == 0):
                 raise ValueError(f"{name} must be a number above 0 and at most {self.high:g} (µm), or empty; "
@@ -372,8 +384,19 @@ class Params:
         None, "measure", "Pixel size",
         "Size of one pixel in micrometres. When set, areas and lengths are also given in µm.",
         "pixel_size", unit="µm", low=0.0, high=1e4)
+    ring_width: int = setting(
+        0, "measure", "Cytoplasm ring",
+        "Other channels are also measured in a ring this many pixels wide around each nucleus (as CellProfiler's "
+        "'expand objects'), for stains outside the nucleus. 0 = off.",
+        "int", unit="px", low=0, high=50, ui=(0, 20), step=1)
+    positive: tuple[tuple[str, float], ...] = setting(
+        (), "measure", "Positive above",
+        "For each other channel, the cutoff on a nucleus's mean intensity (in that channel's units) above which "
+        "the nucleus counts as positive (e.g. EdU+). Gives a '<channel>_positive' column and the % positive.",
+        "cutoffs")
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "positive", _cutoff_pairs(self.positive))
         for name, spec in SETTINGS.items():
             spec.check(name, getattr(self, name))
         if self.threshold_method == "manual" and self.threshold_value is None:
@@ -384,8 +407,10 @@ class Params:
 
     # -- conversions -------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict of every setting."""
-        return dataclasses.asdict(self)
+        """Plain dict of every setting (the positive cutoffs as ``{channel: cutoff}``)."""
+        values = dataclasses.asdict(self)
+        values["positive"] = dict(self.positive)
+        return values
 
     def to_json(self, indent: int | None = 2) -> str:
         """Settings JSON with its schema name and version."""
@@ -457,6 +482,9 @@ class Params:
         for name, f in _FIELDS.items():
             value = getattr(self, name)
             if value != f.default:
+                if name == "positive":
+                    out[name] = ";".join(f"{channel}:{cutoff!r}" for channel, cutoff in value)
+                    continue
                 out[name] = "" if value is None else "true" if value is True else "false" if value is False else (
                     repr(value) if isinstance(value, float) else str(value))
         return out
@@ -596,6 +624,8 @@ def _in_words(name: str, value: Any, default: Any) -> str:
         return spec.label[:1].lower() + spec.label[1:] if value else ""
     if spec.kind == "z":
         return "maximum projection" if value == "max" else f"z-slice {value}"
+    if spec.kind == "cutoffs":
+        return "; ".join(f"{channel} positive above {cutoff:g}" for channel, cutoff in value)
     if value == 0 and default == 0 and name != "offset":  # 0 = off, as by default
         return ""
     label = spec.label if spec.label[:1].islower() or name == "min_distance" else spec.label[:1].lower() + spec.label[1:]
@@ -608,6 +638,15 @@ def _from_text(spec: Setting, text: str) -> Any:
     kind = spec.kind
     if kind in ("choice",):
         return text
+    if kind == "cutoffs":
+        pairs = []
+        for part in filter(None, text.split(";")):
+            channel, _, cutoff = part.partition(":")
+            try:
+                pairs.append((channel, float(cutoff)))
+            except ValueError:
+                raise ValueError(f"{part!r} is not channel:cutoff") from None
+        return tuple(pairs)
     if kind == "bool":
         if text not in ("true", "false"):
             raise ValueError(f"{text!r} is not true or false")
@@ -621,6 +660,16 @@ def _from_text(spec: Setting, text: str) -> Any:
     except ValueError:
         what = "a whole number" if kind in ("int", "plane", "z") else "a number"
         raise ValueError(f"{text!r} is not {what}") from None
+
+
+def _cutoff_pairs(value: Any) -> Any:
+    """``{channel: cutoff}`` or pairs, as sorted ``(channel, cutoff)`` pairs (hashable); anything else as it is."""
+    if isinstance(value, Mapping):
+        value = list(value.items())
+    if isinstance(value, (list, tuple)) and all(isinstance(p, (list, tuple)) and len(p) == 2 for p in value):
+        pairs = [(c, float(v) if _is_number(v) else v) for c, v in value]
+        return tuple(sorted(pairs, key=lambda p: str(p[0])))
+    return value
 
 
 def _depth(doc: Any, level: int = 1) -> int:

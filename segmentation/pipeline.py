@@ -6,6 +6,8 @@ order: the same code path as the app's pages and the batch.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from .io import validate_plane
@@ -15,7 +17,8 @@ from .stages import Result, measure_stages, run_stages
 __all__ = ["Result", "segment"]
 
 
-def segment(image: np.ndarray, params: Params | None = None, name: str = "image") -> Result:
+def segment(image: np.ndarray, params: Params | None = None, name: str = "image",
+            channels: Mapping[str, np.ndarray] | None = None) -> Result:
     """Segment nuclei in one 2-D image with the classic pipeline.
 
     1. reduce noise (and subtract background), 2. threshold, 3. clean up the
@@ -30,6 +33,10 @@ def segment(image: np.ndarray, params: Params | None = None, name: str = "image"
         Settings; the course's defaults when omitted.
     name : str
         Used in error messages.
+    channels : dict of str to (M, N) ndarray, optional
+        Other channels of the same field (e.g. ``{"EdU": plane}``), measured in
+        the same nuclei: mean, integrated, max and median per nucleus (and in
+        a ring around it with ``params.ring_width``).
 
     Returns
     -------
@@ -52,4 +59,4 @@ def segment(image: np.ndarray, params: Params | None = None, name: str = "image"
     """
     params = params or Params()
     image = validate_plane(np.asarray(image), name)
-    return measure_stages(run_stages(image, params), params)
+    return measure_stages(run_stages(image, params), params, channels=channels)

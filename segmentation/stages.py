@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from skimage import measure
 
+from .conditions import mark_positive
 from .filters import filter_image
 from .measure import measure_objects, summarize
 from .params import Params
@@ -191,16 +192,21 @@ def filter_stage(image: np.ndarray, params: Params, *, image_key: Hashable = "im
     return cache.get(key, lambda: filter_image(image, params.only("filter"))), key
 
 
-def measure_stages(stages: Stages, params: Params, *, cache: Any = None, pixel_scale: float = 1.0) -> Result:
+def measure_stages(stages: Stages, params: Params, *, cache: Any = None, pixel_scale: float = 1.0,
+                   channels: Mapping[str, np.ndarray] | None = None) -> Result:
     """Measure the objects of `stages` and assemble the :class:`Result` with its warnings.
 
     `pixel_scale` multiplies the pixel size: a page that works on a 2×
     downsampled copy passes 2, and its settings keep the file's pixel size.
+    `channels` are the file's other channels (name -> plane of the same
+    shape), measured in the same nuclei; they belong to the image of
+    ``stages.keys["image"]``.
     """
     cache = cache if cache is not None else _NoCache()
     size = params.pixel_size_um * pixel_scale if params.pixel_size_um else None
-    key = (*stages.keys["objects"], *stages.keys["threshold"], "measure", params.stage("measure"), pixel_scale)
-    return cache.get(key, lambda: finish(stages, params.only("threshold", "measure"), size))
+    key = (*stages.keys["objects"], *stages.keys["threshold"], "measure", params.stage("measure"), pixel_scale,
+           tuple(channels or ()))
+    return cache.get(key, lambda: finish(stages, params.only("threshold", "measure"), size, channels))
 
 
 def keep_objects(split: SplitResult, params: Any) -> SplitResult:
@@ -216,11 +222,19 @@ def removed_pixels(binary: np.ndarray, mask: np.ndarray, labels: np.ndarray) -> 
     return (binary | mask) & (labels == 0)
 
 
-def finish(stages: Stages, params: Any, pixel_size_um: float | None) -> Result:
-    """Measure the objects and assemble the :class:`Result` with its warnings."""
+def finish(stages: Stages, params: Any, pixel_size_um: float | None,
+           channels: Mapping[str, np.ndarray] | None = None) -> Result:
+    """Measure the objects (and other channels) and assemble the :class:`Result` with its warnings."""
     split, thresholded, mask = stages.split, stages.thresholded, stages.mask
-    measurements = measure_objects(split.labels, stages.image, pixel_size_um)
+    channels = dict(channels or {})
+    measurements = measure_objects(split.labels, stages.image, pixel_size_um, channels=channels or None,
+                                   ring_width=params.ring_width if channels else 0)
+    cutoffs = {channel: cutoff for channel, cutoff in params.positive if channel in channels}
+    measurements = mark_positive(measurements, cutoffs)
     summary = summarize(measurements, mask, thresholded.value, thresholded.method)
+    for channel in cutoffs:
+        positive = measurements[f"{channel}_positive"]
+        summary[f"{channel}_percent_positive"] = float(positive.mean() * 100) if len(positive) else None
     # whole objects the watershed dropped for want of a seed (the course's recipe does this)
     unseeded_objects = int(measure.label(split.unseeded).max()) if split.unseeded.any() else 0
     summary["dropped_without_seed"] = unseeded_objects

@@ -196,7 +196,7 @@ def test_bad_files_become_failed_rows_and_errors_csv(run):
 def test_summary_has_ok_failed_and_skipped_rows(run, folder):
     inputs, skipped, report, _ = run
     zipped = pd.read_csv(io.BytesIO(read_zip(report.zip_path)["summary.csv"]))
-    assert list(zipped.columns) == SUMMARY_COLUMNS
+    assert list(zipped.columns) == [*SUMMARY_COLUMNS[:2], "condition", *SUMMARY_COLUMNS[2:]]
     assert len(zipped) == len(inputs) + len(shown(skipped))
     assert (zipped["status"] == "ok").sum() == report.n_ok == len(GOOD)
     assert (zipped["status"] == "failed").sum() == len(BAD_REASONS)
@@ -404,3 +404,41 @@ def test_zip_entries_are_readable_by_everyone_once_unzipped(run, tmp_path):
     assert modes and set(modes.values()) == {0o644}, modes
     extracted = [p for p in (tmp_path / "unzipped").rglob("*") if p.is_file()]
     assert extracted and all(p.stat().st_mode & 0o044 == 0o044 for p in extracted)
+
+
+# --- other channels and conditions --------------------------------------------------------
+
+
+def two_channel_field(sample: np.ndarray, stained_share: str) -> tuple[np.ndarray, np.ndarray]:
+    """Channel 0: the nuclei; channel 1: a stain in the odd-numbered nuclei ('half') or in none."""
+    labels = segment(sample, PARAMS).labels
+    stained = (labels % 2 == 1) & (labels > 0) if stained_share == "half" else np.zeros(labels.shape, bool)
+    stain = np.where(stained, 1000, 20).astype(np.uint16)
+    return np.stack([sample, stain]), labels
+
+
+def test_other_channels_percent_positive_and_conditions_in_the_zip(sample, tmp_path):
+    folder = tmp_path / "exp"
+    expected = {}
+    for condition, share in (("control", "none"), ("treated", "half")):
+        stack, labels = two_channel_field(sample, share)
+        (folder / condition).mkdir(parents=True)
+        tifffile.imwrite(folder / condition / "field.tif", stack, imagej=True, metadata={"axes": "CYX"})
+        n = int(labels.max())
+        expected[condition] = (n, 100.0 * ((np.arange(1, n + 1) % 2 == 1).sum() if share == "half" else 0) / n)
+    inputs, skipped = collect_inputs([folder])
+    params = PARAMS.replace(channel=0, positive={"ch2": 500})
+    report = run_batch(inputs, params, tmp_path / "r.zip", workers=1, skipped=skipped)
+    files = read_zip(report.zip_path)
+    measurements = pd.read_csv(io.BytesIO(files["measurements.csv"]))
+    treated = measurements[measurements["condition"] == "treated"]
+    assert set(treated.loc[treated["label"] % 2 == 1, "ch2_mean"]) == {1000.0}  # exact per-nucleus means
+    assert set(treated.loc[treated["label"] % 2 == 0, "ch2_mean"]) == {20.0}
+    assert (treated["ch2_positive"] == (treated["label"] % 2 == 1)).all()
+    summary = pd.read_csv(io.BytesIO(files["summary.csv"])).set_index("condition")
+    conditions = pd.read_csv(io.BytesIO(files["conditions.csv"])).set_index("condition")
+    for condition, (n, percent) in expected.items():
+        assert summary.loc[condition, "objects"] == n
+        assert summary.loc[condition, "ch2_percent_positive"] == pytest.approx(percent)
+        assert conditions.loc[condition, "ch2_percent_positive"] == pytest.approx(percent)
+    assert 40 < expected["treated"][1] < 60

@@ -232,3 +232,19 @@ def test_hostile_settings_exit_2_with_one_short_line(good_dir, tmp_path, capsys,
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and len(err) < 400 and "Traceback" not in err
     assert not (tmp_path / "r.zip").exists()
+
+
+def test_pattern_names_conditions_and_a_bad_pattern_is_a_usage_error(tmp_path, sample, capsys):
+    folder = tmp_path / "plate"
+    folder.mkdir()
+    for well, treatment in (("A01", "DMSO"), ("A02", "drug"), ("B01", "DMSO")):
+        tifffile.imwrite(folder / f"{well}_{treatment}_1.tif", sample[:256, :256])
+    out = tmp_path / "r.zip"
+    assert main([str(folder), "--out", str(out), "--workers", "1",
+                 "--pattern", r"(?P<well>[A-H]\d{2})_(?P<treatment>[^_]+)"]) == 0
+    summary = pd.read_csv(io.BytesIO(zip_files(out)["summary.csv"]))
+    assert summary[["well", "treatment"]].values.tolist() == [["A01", "DMSO"], ["A02", "drug"], ["B01", "DMSO"]]
+    conditions = pd.read_csv(io.BytesIO(zip_files(out)["conditions.csv"]))
+    assert len(conditions) == 3 and sorted(conditions["treatment"]) == ["DMSO", "DMSO", "drug"]
+    assert main([str(folder), "--out", str(tmp_path / "x.zip"), "--pattern", "(no groups)"]) == 2
+    assert "named group" in capsys.readouterr().err

@@ -396,8 +396,8 @@ def test_script_picks_channel_and_max_projection_like_segment(script_runs, sampl
 
 # --- a folder as labs have them: LZW TIFF, PNGs, an OME-TIFF with two channels, a broken file --------
 
-MIXED_PARAMS = Params(channel=0)
 STAIN = 1000  # the second channel inside the stained nuclei, above a background of 0-49
+MIXED_PARAMS = Params(channel=0, positive={"EdU_488": STAIN / 2})
 
 
 def mixed_inputs(folder: Path) -> dict[str, Path]:
@@ -433,9 +433,9 @@ def app_outputs(path: Path, params: Params) -> tuple:
     data, info = read_image(path)
     plane = select_plane(data, info, channel=params.channel, z=params.z, t=params.t)
     pixel_size = params.pixel_size_um or info.pixel_size_um
-    result = segment(plane, params.replace(pixel_size_um=pixel_size))
     others = channel_planes(data, info, params, file_channel_names(path, info))
-    return result, measure_objects(result.labels, plane, pixel_size, channels=others), pixel_size
+    result = segment(plane, params.replace(pixel_size_um=pixel_size), channels=others)
+    return result, result.measurements, pixel_size
 
 
 @pytest.fixture(scope="module")
@@ -514,15 +514,18 @@ def test_script_measures_the_second_channel_and_its_share_of_positive_nuclei(mix
     _, _, out_dir = mixed_run
     table = pd.read_csv(out_dir / "measurements" / "treated" / "two_channel.ome.csv")
     assert [c for c in table.columns if c.startswith("EdU")] == ["EdU_488_mean", "EdU_488_integrated",
-                                                                   "EdU_488_max", "EdU_488_median"]
+                                                                   "EdU_488_max", "EdU_488_median",
+                                                                   "EdU_488_positive"]
     stained = table["label"] % 2 == 1  # the odd-numbered nuclei hold the stain
     assert (table.loc[stained, "EdU_488_mean"] >= STAIN).all()
     assert (table.loc[~stained, "EdU_488_mean"] < 50).all()
     assert (table["EdU_488_max"] < STAIN + 50).all()
-    table["condition"] = condition_columns(["treated/two_channel.ome.tif"])["condition"].iloc[0]
-    share = percent_positive(table, {"EdU_488": STAIN / 2})
-    assert share.loc["treated", "EdU_488_percent_positive"] == pytest.approx(100 * stained.mean())
-    assert 40 < share.loc["treated", "EdU_488_percent_positive"] < 60
+    assert (table["EdU_488_positive"] == stained).all()  # the script's own positive call
+    summary = pd.read_csv(out_dir / "summary.csv").set_index("image")
+    share = summary.loc["treated/two_channel.ome", "EdU_488_percent_positive"]
+    assert share == pytest.approx(100 * stained.mean()) and 40 < share < 60
+    table["condition"] = condition_columns(["control/lzw.tif", "treated/two_channel.ome.tif"])["condition"].iloc[1]
+    assert percent_positive(table, {"EdU_488": STAIN / 2}).loc["treated", "EdU_488_percent_positive"] == share
 
 
 def test_script_metadata_lists_what_it_imports_with_the_projects_bounds():

@@ -38,6 +38,9 @@ def value_strategy(name: str):
         return st.floats(low, high, allow_nan=False, allow_infinity=False)
     if spec.kind == "pixel_size":
         return st.none() | st.floats(1e-3, spec.high)
+    if spec.kind == "cutoffs":
+        names = st.from_regex(r"[A-Za-z0-9_]{1,12}", fullmatch=True)
+        return st.dictionaries(names, st.floats(-1e6, 1e6, allow_nan=False), max_size=3)
     return st.none()  # plane choice (a 2-D image has none); the cutoff is drawn from the image below
 
 
@@ -103,6 +106,9 @@ def invalid_value(name: str):
         return st.sampled_from([-1, 1.5, True, "min"])
     if spec.kind == "cutoff":
         return st.sampled_from([float("nan"), float("inf"), "x"])
+    if spec.kind == "cutoffs":
+        return st.sampled_from([{"bad name": 1.0}, {"EdU": float("nan")}, {"EdU": "x"}, {"": 1.0},
+                                {f"c{i}": 1.0 for i in range(40)}, 5, "EdU"])
     return st.sampled_from([0.0, -1.0, float("nan"), spec.high * 2])  # pixel size
 
 
