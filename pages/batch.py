@@ -33,11 +33,23 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
 import streamlit as st
 from PIL import Image
 
 from pages.common import caches, current_image, get_params, guarded, label_of, run_page
-from segmentation.batch import OUTLIER_RATIO, OUTLIER_Z, BatchReport, ImageOutcome, flag_outliers, run_batch
+from pages.common import ImageSource, digest_of, remember_upload, set_params, set_source
+from segmentation.batch import (
+    OUTLIER_RATIO,
+    OUTLIER_Z,
+    BatchReport,
+    ImageOutcome,
+    flag_outliers,
+    output_names,
+    run_batch,
+)
+from segmentation.conditions import NO_CONDITION, condition_table, preview
 from segmentation.display import format_value
 from segmentation.export import layout_markdown, zip_path
 from segmentation.inputs import InputPlan, plan_uploads, stage
@@ -107,6 +119,8 @@ class BatchJob:
     error: str | None = None
     seconds: float = 0.0
     stamp: str = field(default_factory=lambda: datetime.now().strftime("%Y%m%d-%H%M"))
+    pattern: str | None = None  # the condition pattern (None: the first sub-folder)
+    sources: dict[str, tuple[str, Path | bytes]] = field(default_factory=dict)  # output name -> (file name, bytes)
 
     def cleanup(self) -> None:
         """Stop the run and delete its folder (a new run, or the end of the session)."""
@@ -158,6 +172,8 @@ def _work(job: BatchJob, plan: InputPlan) -> None:
     inputs_dir = job.folder / "inputs"
     try:
         inputs, failed = stage(plan, inputs_dir)
+        names = output_names([i.name for i in inputs])
+        job.sources = {name: (inp.name, inp.source) for name, inp in zip(names, inputs)}  # for "Open" in the gallery
 
         def progress(done: int, total: int, outcome: ImageOutcome) -> None:
             if outcome.thumbnail is not None:
@@ -172,13 +188,12 @@ def _work(job: BatchJob, plan: InputPlan) -> None:
 
         job.phase, job.run_started = "running", time.monotonic()
         report = run_batch(inputs, job.params, job.zip_path, skipped=plan.skipped + failed, on_progress=progress,
-                           should_stop=job.stop.is_set, pool=shared_workers())
+                           should_stop=job.stop.is_set, pool=shared_workers(), pattern=job.pattern)
         report.thumbnails.clear()  # the page keeps its own smaller tiles
         job.report = report
     except Exception as exc:  # noqa: BLE001 - reported on the page in plain words
         job.error = _friendly(exc)
-    finally:
-        shutil.rmtree(inputs_dir, ignore_errors=True)
+    finally:  # the staged images stay (for "Open on the Segment page") until the job's folder goes
         job.seconds = time.monotonic() - job.started
         job.phase = "finished"
         job.finished.set()
@@ -223,7 +238,7 @@ def _session_jobs() -> _SessionJobs:
     return _SessionJobs()
 
 
-def start_job(plan: InputPlan, params: Params, cutoff_note: str) -> BatchJob:
+def start_job(plan: InputPlan, params: Params, cutoff_note: str, pattern: str | None = None) -> BatchJob:
     """Delete the previous run's results, then start a new run in a background thread."""
     old = st.session_state.pop(JOB_KEY, None)
     if old is not None:
@@ -232,7 +247,7 @@ def start_job(plan: InputPlan, params: Params, cutoff_note: str) -> BatchJob:
     _remove_stale_runs()
     folder = Path(tempfile.mkdtemp(prefix="run-", dir=TEMP_ROOT))
     _LIVE.add(folder)
-    job = BatchJob(params, cutoff_note, len(plan.images), folder)
+    job = BatchJob(params, cutoff_note, len(plan.images), folder, pattern=pattern)
     _session_jobs().jobs = [job]
     # the uploads' bytes are read here, in the script's thread, where the upload objects are valid
     threading.Thread(target=_work, args=(job, plan.with_bytes()), name="batch-run", daemon=True).start()
@@ -354,6 +369,33 @@ def choose_inputs() -> tuple[InputPlan, list]:
     if plan.images:
         show_list("Images to segment", [p.name for p in plan.images])
     return plan, files
+
+
+def choose_conditions(plan: InputPlan) -> tuple[str | None, bool]:
+    """How each image's condition is named: its sub-folder, or a file-name pattern. Returns (pattern, valid)."""
+    with st.expander("Conditions (for comparing wells, treatments, …)",
+                     expanded=st.session_state.get("batch_condition_from") == "pattern"):
+        how = st.radio("Each image's condition is", ["folder", "pattern"], key="batch_condition_from",
+                       horizontal=True, format_func={"folder": "its sub-folder (control/, treated/, …)",
+                                                     "pattern": "read from its name by a pattern"}.get)
+        pattern = None
+        if how == "pattern":
+            pattern = st.text_input(
+                "Pattern (a regular expression with named groups)", key="batch_pattern", max_chars=500,
+                placeholder=r"(?P<well>[A-H]\d{2})_(?P<treatment>[^_]+)",
+                help="Each named group (?P<name>…) becomes a column: (?P<well>[A-H]\\d{2}) finds a well such as "
+                     "B03 anywhere in the file's path. Images it does not match get no condition.") or None
+        if not plan.images:
+            return pattern, True
+        names = output_names([p.name for p in plan.images])
+        try:
+            table = preview(names, pattern, limit=8)
+        except ValueError as exc:
+            st.error(escape_markdown(str(exc)), icon="⚠️")
+            return pattern, False
+        st.caption("What it gives for the first images:")
+        st.dataframe(table.replace({NO_CONDITION: "(none)"}), hide_index=False, height=min(36 + 35 * len(table), 320))
+    return pattern, True
 
 
 def _duration(seconds: float) -> str:
@@ -481,6 +523,90 @@ def _open_enlarged(job: BatchJob, name: str, caption: str) -> None:
     enlarged()
 
 
+def _condition_columns(summary: pd.DataFrame) -> list[str]:
+    """The summary's condition columns (between 'file' and 'status')."""
+    columns = list(summary.columns)
+    return columns[columns.index("file") + 1: columns.index("status")] if "status" in columns else []
+
+
+def _measurements(job: BatchJob) -> pd.DataFrame:
+    """The batch's measurements.csv (read once per job)."""
+    if getattr(job, "_measurements", None) is None:
+        try:
+            with zipfile.ZipFile(job.zip_path) as archive:
+                job._measurements = pd.read_csv(archive.open(zip_path("all_measurements")),
+                                                keep_default_na=False, na_values=[""])
+        except (OSError, KeyError, zipfile.BadZipFile, ValueError, pd.errors.EmptyDataError):
+            job._measurements = pd.DataFrame()
+    return job._measurements
+
+
+def conditions_section(job: BatchJob, summary: pd.DataFrame) -> None:
+    """Conditions compared: nuclei per image and a per-nucleus measure, as plots and one table."""
+    by = _condition_columns(summary)
+    ok = summary[summary["status"] == "ok"].copy()
+    if not by or not len(ok):
+        return
+    for column in by:
+        ok[column] = ok[column].fillna(NO_CONDITION).astype(str).replace({NO_CONDITION: "(none)"})
+    ok["group"] = ok[by].agg(" · ".join, axis=1)
+    if ok["group"].nunique() < 2:
+        return
+    st.subheader("Conditions")
+    measurements = _measurements(job)
+    for column in by:
+        if column in measurements:
+            measurements[column] = measurements[column].fillna(NO_CONDITION).astype(str).replace(
+                {NO_CONDITION: "(none)"})
+    numeric = [c for c in measurements.columns if c not in ("label", "image", *by)
+               and pd.api.types.is_numeric_dtype(measurements[c]) and measurements[c].dtype != bool]
+    default = next((c for c in ("area_um2", "area_px2") if c in numeric), numeric[0] if numeric else None)
+    left, right = st.columns(2)
+    with left:
+        fig = px.strip(ok, x="group", y="objects", color="group", hover_name="image",
+                       labels={"group": " · ".join(by), "objects": "nuclei per image"})
+        fig.add_trace(go.Box(x=ok["group"], y=ok["objects"], boxpoints=False, fillcolor="rgba(0,0,0,0)",
+                             line_color="#888", showlegend=False, hoverinfo="skip"))
+        fig.update_layout(height=320, showlegend=False, margin=dict(l=10, r=10, t=30, b=10),
+                          title_text="Nuclei per image")
+        st.plotly_chart(fig, key="cond_counts", config={"displayModeBar": False})
+    column = None
+    with right:
+        if default is not None:
+            column = st.selectbox("Per nucleus", numeric, index=numeric.index(default), key="cond_column")
+            per = measurements.copy()
+            per["group"] = per[by].agg(" · ".join, axis=1) if len(per) else []
+            fig = go.Figure([go.Box(y=group[column], name=str(name), boxpoints=False)
+                             for name, group in per.groupby("group", sort=True)])
+            fig.update_layout(height=270, showlegend=False, margin=dict(l=10, r=10, t=10, b=10),
+                              yaxis_title=column)
+            st.plotly_chart(fig, key="cond_measure", config={"displayModeBar": False})
+    cutoffs = {c: v for c, v in job.params.positive if f"{c}_mean" in measurements}
+    try:
+        table = condition_table(ok.drop(columns="group").astype({c: str for c in by}),
+                                measurements, column or "area_px2", cutoffs, by=by)
+    except (ValueError, KeyError) as exc:
+        st.caption(f"No per-condition table: {escape_markdown(str(exc))}")
+        return
+    st.dataframe(table, hide_index=True, key="cond_table",
+                 column_config={c: st.column_config.NumberColumn(format="%.4g") for c in table.columns
+                                if c not in by})
+    if cutoffs:
+        st.caption("% positive: nuclei whose mean is above the cutoff set on the Segment page (" +
+                   ", ".join(f"{c} > {format_value(v)}" for c, v in cutoffs.items()) + ").")
+
+
+def _open_on_segment_page(job: BatchJob, name: str) -> None:
+    """Make a batch image the Segment page's image, with the batch's settings; the page switches next run."""
+    file_name, source = job.sources[name]
+    data = source.read_bytes() if isinstance(source, Path) else source
+    image = ImageSource(file_name, data, digest_of(data))
+    set_source(image)
+    remember_upload(image)
+    set_params(job.params)
+    st.session_state["batch_open_request"] = True
+
+
 def gallery(job: BatchJob, summary: pd.DataFrame, flags: pd.Series) -> None:
     ok = summary["status"] == "ok"
     names = [n for n in summary.loc[ok, "image"] if n in job.thumbs]
@@ -514,6 +640,11 @@ def gallery(job: BatchJob, summary: pd.DataFrame, flags: pd.Series) -> None:
         for col, name in zip(cols, shown[start:start + GALLERY_COLUMNS]):
             with col:  # button right under the square tile, so buttons line up
                 st.image(job.thumbs[name], width="stretch", output_format="JPEG")
+                if name in job.sources:
+                    st.button("Open", key=f"batch_open::{name}", icon=":material/open_in_new:",
+                              on_click=guarded(_open_on_segment_page), args=(job, name),
+                              help="Open this image on the Segment page with the batch's settings, to look closer "
+                                   "and adjust.")
                 st.button("Enlarge", key=f"batch_enlarge::{name}", icon=":material/zoom_in:",
                           on_click=_request, args=("batch_enlarge_request", name))
                 st.caption(caption(name))
@@ -576,6 +707,7 @@ def results(job: BatchJob) -> None:
     skipped = summary.loc[status == "skipped"]
     if len(skipped):
         show_list(f"Skipped files ({len(skipped)})", [f"{f} — {r}" for f, r in zip(skipped["file"], skipped["reason"])])
+    conditions_section(job, summary)
     gallery(job, summary, flags)
     with st.expander("What is in the zip"):
         st.markdown(layout_markdown() + "\n\nSub-folder names are kept: `exp1/well_A1/img.tif` gives "
@@ -584,6 +716,8 @@ def results(job: BatchJob) -> None:
 
 def main() -> None:
     _swept_at_startup()
+    if st.session_state.pop("batch_open_request", False):
+        st.switch_page("pages/segment.py")
     st.title("Batch")
     st.caption("Segment every image of an experiment with the same settings, and download all the results "
                "(labels, masks, outlines, measurements, settings and a script) as one zip.")
@@ -594,12 +728,13 @@ def main() -> None:
     with left:
         st.subheader("1 · Images")
         plan, files = choose_inputs()
+        pattern, pattern_ok = choose_conditions(plan)
     with right:
         st.subheader("2 · Settings")
         params, cutoff_note = choose_settings()
 
     st.subheader("3 · Run")
-    ready = bool(plan.images) and params is not None
+    ready = bool(plan.images) and params is not None and pattern_ok
     cores = os.cpu_count() or 1
     c1, c2 = st.columns([1, 4], vertical_alignment="center")
     c1.button("Start batch", type="primary", key="batch_start", icon=":material/play_arrow:",
@@ -614,7 +749,7 @@ def main() -> None:
         c2.caption(f"{len(plan.images)} images on {cores} processor cores"
                    + (" · replaces the previous results" if job is not None else "") + ".")
     if st.session_state.pop("batch_start_request", False) and not running and ready:
-        start_job(plan, params, cutoff_note)
+        start_job(plan, params, cutoff_note, pattern)
         st.rerun()
     if running:
         st.fragment(progress_panel, run_every=POLL_S)()

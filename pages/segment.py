@@ -32,7 +32,15 @@ from pages.common import (
     set_source,
 )
 from segmentation import display
-from segmentation.display import colorize_labels, downsample, downsample_factor, overlay_png, png_bytes, stretch
+from segmentation.display import (
+    colorize_labels,
+    downsample,
+    downsample_factor,
+    inner_boundaries,
+    overlay_png,
+    png_bytes,
+    stretch,
+)
 from segmentation import export
 from segmentation.export import csv_bytes, labels_tiff, mask_tiff, script_text
 from segmentation.io import ImageReadError
@@ -42,6 +50,8 @@ from segmentation.stages import Result, Stages, measure_stages, run_stages
 from segmentation.threshold import all_auto_thresholds
 
 VIEW_SIDE = 560  # px per view sent to the browser (four side by side, ~280 px wide each)
+INSPECT_SIDE = 192  # at most this many pixels a side in the Inspect view (each carries its values for hovering)
+POSITIVE_KEY = "w_positive::"  # + channel name: the cutoff widgets of the positive calls
 
 
 @dataclass(frozen=True)
@@ -111,6 +121,10 @@ def _use_sample() -> None:
     set_params(_plane_defaults(get_params(), read_file(sample_source())[1]))
 
 
+def _pick(label: int | None) -> None:
+    st.session_state["picked"] = label
+
+
 def _keep_unseeded() -> None:
     set_params(get_params().replace(keep_unseeded=True))
 
@@ -172,15 +186,18 @@ def _png_distance(distance, seeds, view: View, side: int) -> bytes:
 
 
 def image_section() -> None:
-    left, right = st.columns([3, 1], vertical_alignment="bottom")
-    left.file_uploader(
+    """The image to work on, at the top of the sidebar."""
+    sb = st.sidebar
+    sb.file_uploader(
         "Open an image (TIFF, PNG or JPEG; 8/16/32-bit, multi-channel and z-stacks welcome)",
         type=["tif", "tiff", "png", "jpg", "jpeg"], key=_upload_key(), on_change=guarded(_on_upload),
     )
-    right.button("Use sample image", on_click=guarded(_use_sample), disabled=get_source().is_sample,
-                 help="Go back to the built-in sample of Hoechst-stained U2OS nuclei.")
+    left, right = sb.columns(2)
+    left.button("Use sample image", on_click=guarded(_use_sample), disabled=get_source().is_sample,
+                help="Go back to the built-in sample of Hoechst-stained U2OS nuclei.")
+    right.button("Reset settings", on_click=guarded(_reset), help="Back to the course's recipe.")
     if "upload_error" in st.session_state:
-        st.error(escape_markdown(st.session_state["upload_error"]) + " The image shown below is unchanged.", icon="⚠️")
+        st.error(escape_markdown(st.session_state["upload_error"]) + " The image shown is unchanged.", icon="⚠️")
 
 
 def zoom_controls(shape: tuple[int, int], scale: int) -> View:
@@ -212,10 +229,35 @@ def working_plane(current: CurrentImage) -> tuple[np.ndarray, str, int]:
     return half, current.key + ":half", 2
 
 
+def other_channels(current: CurrentImage, params: Params, scale: int) -> dict[str, np.ndarray]:
+    """The file's other channels as planes like the one segmented (name -> plane), cached for all sessions."""
+    info = current.info
+    if info.n_c < 2:
+        return {}
+
+    def planes() -> dict[str, np.ndarray]:
+        data, _ = read_file(current.source)
+        names = export.file_channel_names(current.source.data, info)
+        out = export.channel_planes(data, info, params, names)
+        return {name: np.ascontiguousarray(plane[::scale, ::scale]) for name, plane in out.items()}
+
+    return caches().files.get((current.key, "other channels", scale), planes)
+
+
+def chosen_positive(values: dict, names: list[str]) -> dict[str, float]:
+    """The positive calls set in the Channels section (its widgets hold them between runs)."""
+    chosen = dict(values.get("positive") or {})
+    for name in names:
+        key = POSITIVE_KEY + name
+        if st.session_state.get(key + "::on") is False:
+            chosen.pop(name, None)
+        elif st.session_state.get(key + "::on") and key in st.session_state:
+            chosen[name] = float(st.session_state[key])
+    return chosen
+
+
 def main() -> None:
     st.title("Segment nuclei")
-    st.caption("Tune each step in the sidebar — filter → threshold → refine → split → measure, as in the "
-               "course — and watch what it does to the mask and the labels.")
     image_section()
     if "settings_error" in st.session_state:
         st.error(escape_markdown(st.session_state["settings_error"]), icon="⚠️")
@@ -225,9 +267,10 @@ def main() -> None:
     _, info = read_file(src)
 
     # The sidebar: a widget per setting, then the new settings (or the old ones if invalid).
-    st.sidebar.button("Reset to defaults", on_click=guarded(_reset), help="Back to the course's recipe.")
     values = params_sidebar(params, info, st.session_state.get("last_cutoff"),
                             st.session_state.get("value_range", (0.0, 1.0)))
+    if info.n_c > 1:
+        values["positive"] = chosen_positive(values, export.channel_names(info.n_c))
     try:
         params = Params.from_dict(values)
         st.session_state["params"] = params
@@ -245,7 +288,8 @@ def main() -> None:
     plane, key, scale = working_plane(current)
     stats = image_stats(key, plane)
     st.caption(f"**{escape_markdown(src.name)}** · {info.describe()} · plane {plane.shape[1]}×{plane.shape[0]} px · "
-               f"dtype {plane.dtype} · intensity {format_value(stats['min'])} – {format_value(stats['max'])}")
+               f"intensity {format_value(stats['min'])} – {format_value(stats['max'])} · filter → threshold → "
+               "refine → split → measure in the sidebar, as in the course")
     for note in info.notes:
         st.info(escape_markdown(note), icon=":material/info:")
 
@@ -263,16 +307,15 @@ def main() -> None:
     if params.threshold_method != "manual":
         st.session_state["last_cutoff"] = stages.thresholded.value
 
-    # Objects and pictures first; the measurements (slow after an upstream change) fill in below.
+    # The first screen: the numbers, the four views and the histogram; the measurements fill in below.
     notes = st.container()
-    left, right = st.columns([2, 3], gap="medium")
-    with left:
-        area_slot = metrics(stages, params, key)
-    with right:
-        histogram(stages, params)
+    area_slot = metrics(stages, params, key)
     view = zoom_controls(plane.shape, scale)
     views(stages, view)
-    result = measure_stages(stages, params, cache=caches().stages, pixel_scale=scale)
+    histogram(stages, params, key)
+    pictures(stages, view)
+    channels = other_channels(current, params, scale)
+    result = measure_stages(stages, params, cache=caches().stages, pixel_scale=scale, channels=channels)
     with notes:
         for note in result.warnings:
             if getattr(note, "kind", "") == "unseeded":
@@ -286,7 +329,11 @@ def main() -> None:
     area = result.summary.get("median_area_um2") or result.summary.get("median_area_px2")
     unit = "µm²" if result.summary.get("median_area_um2") else "px²"
     area_slot.metric(f"Median area ({unit})", "–" if area is None else (f"{area:,.0f}" if area >= 100 else f"{area:.3g}"))
-    results(result, params, current, scale)
+    inspect(stages, result, view)
+    measurements(result)
+    if channels:
+        channels_section(result, params, list(channels))
+    downloads(result, params, current, scale)
 
 
 def _object_cache(kind: str, image_key: str) -> dict:
@@ -299,32 +346,31 @@ def _object_cache(kind: str, image_key: str) -> dict:
 
 
 def metrics(stages: Stages, params: Params, image_key: str):
-    """Count, cutoff and foreground share; returns the slot the median area is written into."""
-    c1, c2 = st.columns(2)
-    c1.metric("Objects", f"{stages.count}")
+    """Count, cutoff, median area and foreground in one row; returns the slot the median area is written into."""
+    c = st.columns([1, 1.3, 1.2, 1, 2.2], vertical_alignment="bottom")
+    c[0].metric("Objects", f"{stages.count}")
     method = label_of("threshold_method", params.threshold_method)
-    c2.metric(f"Threshold ({method})", format_value(stages.thresholded.value),
-              help="In the image's own intensity units." + (" Median of the local cutoffs." if params.threshold_method == "local" else ""))
-    c3, c4 = st.columns(2)
-    area_slot = c3.empty()
+    c[1].metric(f"Threshold ({method})", format_value(stages.thresholded.value),
+                help="In the image's own intensity units." + (" Median of the local cutoffs." if params.threshold_method == "local" else ""))
+    area_slot = c[2].empty()
     area_slot.metric("Median area", "…")
-    c4.metric("Foreground", f"{np.count_nonzero(stages.labels) / stages.labels.size:.1%}",
-              help="Share of the image inside a kept object (after every refinement and object filter).")
+    c[3].metric("Foreground", f"{np.count_nonzero(stages.labels) / stages.labels.size:.1%}",
+                help="Share of the image inside a kept object (after every refinement and object filter).")
     stats = image_stats(image_key, stages.image)
     at_max = round(stats["at_max"] * stages.image.size)
     pixels = f"{at_max:,} pixels ({stats['at_max']:.2%}) sit" if at_max != 1 else f"1 pixel ({stats['at_max']:.2%}) sits"
     note = f"{pixels} at the maximum value {format_value(stats['max'])}"
     if stats["dtype_max"]:
         note += f" (the {stages.image.dtype} ceiling)"
-    st.caption(note + (": check for saturation." if stats["at_max"] > 0.001 else "."))
+    c[4].caption(note + (": check for saturation." if stats["at_max"] > 0.001 else "."))
     return area_slot
 
 
-def histogram(stages: Stages, params: Params) -> None:
-    c1, c2 = st.columns(2)
-    log = c1.toggle("Log counts", value=True, key="hist_log",
-                    help="A log scale shows the nuclei's intensities next to the much taller background peak.")
-    show_all = c2.toggle("All automatic methods", key="hist_all", help="Draw the cutoff of every automatic method.")
+def histogram(stages: Stages, params: Params, image_key: str) -> None:
+    left, right = st.columns([5, 1], vertical_alignment="center")
+    log = right.toggle("Log counts", value=True, key="hist_log",
+                       help="A log scale shows the nuclei's intensities next to the much taller background peak.")
+    show_all = right.toggle("All methods", key="hist_all", help="Draw the cutoff of every automatic method.")
     name = label_of("threshold_method", params.threshold_method)
     cutoffs: dict[str, float | None] = {name: stages.thresholded.value}
     if show_all:
@@ -332,9 +378,10 @@ def histogram(stages: Stages, params: Params) -> None:
         cutoffs.update({label_of("threshold_method", m): v for m, v in others.items()
                         if label_of("threshold_method", m) != name})
     key = (*stages.keys["filter"], "histogram figure", tuple(cutoffs.items()), log, name)
-    fig = caches().pictures.get(key, lambda: histogram_figure(stages.filtered, cutoffs, log_counts=log, highlight=name,
-                                                               height=260, width_px=480, cache_key=stages.keys["filter"]))
-    st.plotly_chart(fig, key="histogram", config={"displayModeBar": False})
+    fig = caches().pictures.get(key, lambda: histogram_figure(
+        stages.filtered, cutoffs, log_counts=log, highlight=name, height=200, width_px=900,
+        cache_key=stages.keys["filter"]).to_dict())
+    left.plotly_chart(fig, key="histogram", config={"displayModeBar": False})
 
 
 def _picture(box, png: bytes, caption: str) -> None:
@@ -343,31 +390,38 @@ def _picture(box, png: bytes, caption: str) -> None:
 
 
 def views(stages: Stages, view: View) -> None:
-    k, split = stages.keys, stages.split
-    pictures = caches().pictures
+    """Raw, filtered, mask and labels side by side (drawn on two threads, cached per stage)."""
+    k, pictures = stages.keys, caches().pictures
     region = (view.crop, view.contrast)
     jobs = {
         "raw": pictures.submit((k["image"], "raw", *region), _png_gray, stages.image, view),
         "filtered": pictures.submit((k["filter"], "filtered", *region), _png_gray, stages.filtered, view),
         "mask": pictures.submit((k["refine"], "mask", view.crop), _png_mask, stages.mask, view),
         "labels": pictures.submit((k["objects"], "labels", view.crop), _png_labels, stages.labels, view),
-        "overlay": pictures.submit((k["objects"], k["threshold"], "overlay", *region), _png_overlay, stages.image,
-                                   stages.labels, stages.removed, view, 1000),
     }
-    if split.distance is not None:
-        jobs["distance"] = pictures.submit((k["split"], "distance", view.crop), _png_distance, split.distance,
-                                           split.seeds, view, 1000)
     png = {name: job.result() for name, job in jobs.items()}
-
     cols = st.columns(4)
     _picture(cols[0], png["raw"], "Raw")
     _picture(cols[1], png["filtered"], "Filtered")
     _picture(cols[2], png["mask"], "Mask (after refinement)")
     _picture(cols[3], png["labels"], f"Labels ({stages.count} objects)")
-    left, right = st.columns(2)
-    _picture(left, png["overlay"], "Outlines on raw: yellow = objects, magenta = removed (too small/large, border, no seed)")
+
+
+def pictures(stages: Stages, view: View) -> None:
+    """The outlines on the raw image and the distance map with its seeds."""
+    k, split, pictures = stages.keys, stages.split, caches().pictures
+    region = (view.crop, view.contrast)
+    overlay = pictures.submit((k["objects"], k["threshold"], "overlay", *region), _png_overlay, stages.image,
+                              stages.labels, stages.removed, view, 1000)
+    distance = None
     if split.distance is not None:
-        _picture(right, png["distance"], f"Distance map with the {len(split.seeds)} watershed seeds (red)")
+        distance = pictures.submit((k["split"], "distance", view.crop), _png_distance, split.distance, split.seeds,
+                                   view, 1000)
+    left, right = st.columns(2)
+    _picture(left, overlay.result(), "Outlines on raw: yellow = objects, magenta = removed (too small/large, "
+                                     "border, no seed)")
+    if distance is not None:
+        _picture(right, distance.result(), f"Distance map with the {len(split.seeds)} watershed seeds (red)")
     else:
         right.info("Splitting is off: no distance map. Choose 'Watershed' in the sidebar to split touching nuclei.")
 
@@ -390,59 +444,169 @@ def _column_title(column: str) -> str:
     return words[:1].upper() + words[1:] + units.get(suffix, "")
 
 
+def _inspect_figure(stages: Stages, result: Result, view: View, picked: int | None) -> dict:
+    """The zoomed region as a plotly figure: hover a pixel for its values, click a nucleus's dot to pick it."""
+    y0, y1, x0, x1 = view.crop
+    step = downsample_factor((y1 - y0, x1 - x0), INSPECT_SIDE)
+    rows, cols = np.arange(y0, y1, step), np.arange(x0, x1, step)
+    labels = stages.labels[np.ix_(rows, cols)]
+    raw = stages.image[np.ix_(rows, cols)].astype(np.float32)
+    table = result.measurements
+    area_col = "area_um2" if "area_um2" in table else "area_px2"
+    areas = np.zeros(int(stages.labels.max()) + 1, np.float32)
+    areas[table["label"].to_numpy(int)] = table[area_col].to_numpy(np.float32)
+    custom = np.stack([stages.filtered[np.ix_(rows, cols)].astype(np.float32), labels.astype(np.float32),
+                       areas[labels]], axis=-1)
+    lo, hi = np.percentile(stages.image[y0:y1, x0:x1], view.contrast)
+    unit = "µm²" if area_col == "area_um2" else "px²"
+    fig = go.Figure(go.Heatmap(
+        z=raw, x=cols, y=rows, customdata=custom, colorscale="gray", zmin=float(lo), zmax=float(max(hi, lo + 1)),
+        showscale=False,
+        hovertemplate="x %{x}, y %{y}<br>raw %{z:.6g}<br>filtered %{customdata[0]:.6g}<br>"
+                      f"nucleus %{{customdata[1]:.0f}} (area %{{customdata[2]:.4g}} {unit})<extra></extra>"))
+    edge = np.where(inner_boundaries(labels), 1.0, np.nan)
+    fig.add_trace(go.Heatmap(z=edge, x=cols, y=rows, colorscale=[[0, "#ffdc00"], [1, "#ffdc00"]], showscale=False,
+                             hoverinfo="skip"))
+    if picked:
+        mine = np.where(inner_boundaries((labels == picked).view(np.uint8)), 1.0, np.nan)
+        fig.add_trace(go.Heatmap(z=mine, x=cols, y=rows, colorscale=[[0, "#ff2020"], [1, "#ff2020"]],
+                                 showscale=False, hoverinfo="skip"))
+    inside = ((table["centroid_y_px"] >= y0) & (table["centroid_y_px"] < y1) & (table["centroid_x_px"] >= x0)
+              & (table["centroid_x_px"] < x1))
+    dots = table[inside]
+    fig.add_trace(go.Scatter(
+        x=dots["centroid_x_px"], y=dots["centroid_y_px"], mode="markers", customdata=dots["label"],
+        marker=dict(size=9, color=np.where(dots["label"] == picked, "#ff2020", "rgba(0, 200, 255, 0.7)"),
+                    line=dict(width=1, color="black")),
+        hovertemplate="nucleus %{customdata}: click to pick it<extra></extra>"))
+    fig.update_layout(height=420, margin=dict(l=0, r=0, t=0, b=0), showlegend=False, dragmode="pan",
+                      xaxis=dict(visible=False, constrain="domain"),
+                      yaxis=dict(visible=False, autorange="reversed", scaleanchor="x"))
+    return fig.to_dict()
+
+
+def inspect(stages: Stages, result: Result, view: View) -> None:
+    """Hover to read values; click a nucleus's dot (or a table row) to pick it."""
+    with st.expander("Inspect: pixel values, and a nucleus's row", expanded=bool(st.session_state.get("picked"))):
+        st.caption("The zoomed region (set by Zoom above). Hover a pixel for its raw and filtered values and its "
+                   "nucleus; click a nucleus's blue dot to pick it: its row is marked in the table below.")
+        picked = st.session_state.get("picked")
+        key = (stages.keys["objects"], view.crop, view.contrast, picked, "inspect")
+        fig = caches().pictures.get(key, lambda: _inspect_figure(stages, result, view, picked))
+        event = st.plotly_chart(fig, key="inspect_chart", on_select="rerun", selection_mode="points",
+                                config={"displayModeBar": False, "scrollZoom": True})
+        points = (event or {}).get("selection", {}).get("points", []) if isinstance(event, dict) else \
+            getattr(getattr(event, "selection", None), "points", [])
+        labels = [p.get("customdata") for p in points if isinstance(p.get("customdata"), (int, float))]
+        if labels and int(labels[0]) != picked:
+            st.session_state["picked"] = int(labels[0])
+            st.rerun()
+
+
+def measurements(result: Result) -> None:
+    st.subheader("Measurements")
+    st.caption("One row per nucleus; intensities in the raw image's units. Pick a row to mark its nucleus in "
+               "Inspect. The CSV download has the same columns under their short names (area_px2, …).")
+    table = result.measurements
+    if not len(table):
+        st.info("No objects: nothing to measure.")
+        return
+    picked = st.session_state.get("picked")
+    left, right = st.columns([3, 2])
+    shown = table.style.apply(lambda row: ["background-color: rgba(255, 32, 32, 0.18)" if row["label"] == picked
+                                           else ""] * len(row), axis=1) if picked in set(table["label"]) else table
+    event = left.dataframe(shown, height=320, hide_index=True, column_order=_column_order(table.columns),
+                           column_config={c: st.column_config.NumberColumn(_column_title(c), format="%.4g")
+                                          for c in table.columns if c != "label" and table[c].dtype.kind in "fiu"},
+                           on_select="rerun", selection_mode="single-row", key="measure_table")
+    rows = event.selection.rows if event is not None else []
+    if rows:
+        label = int(table["label"].iloc[rows[0]])
+        if label != picked:
+            st.session_state["picked"] = label
+            st.rerun()
+    if picked in set(table["label"]):
+        left.caption(f"Nucleus {picked} is marked in red in Inspect.")
+    numeric = [c for c in table.columns if c != "label" and pd.api.types.is_numeric_dtype(table[c])
+               and table[c].dtype != bool]
+    default = "area_um2" if "area_um2" in numeric else "area_px2"
+    if st.session_state.get("measure_hist") not in numeric or (
+            st.session_state.get("measure_hist") == "area_px2" and "area_um2" in numeric):
+        st.session_state["measure_hist"] = default  # follows a pixel size set after the first look
+    col = right.selectbox("Histogram of", numeric, key="measure_hist", format_func=_column_title)
+    fig = go.Figure(go.Histogram(x=table[col], nbinsx=30, marker_color="#6c8ebf"))
+    fig.update_layout(height=280, margin=dict(l=10, r=10, t=10, b=10), xaxis_title=_column_title(col),
+                      yaxis_title="objects", bargap=0.05)
+    right.plotly_chart(fig, key="measure_histogram", config={"displayModeBar": False})
+
+
+def channels_section(result: Result, params: Params, names: list[str]) -> None:
+    """Other channels measured in the same nuclei: a histogram of per-nucleus means, and a positive call."""
+    st.subheader("Other channels")
+    st.caption("Every other channel of the file is measured in the same nuclei (mean, integrated, max, median; "
+               "in a ring around each nucleus too when 'Cytoplasm ring' is set under 5 · Measure). A nucleus is "
+               "positive when its mean is above the cutoff.")
+    table = result.measurements
+    current = dict(params.positive)
+    for column, name in zip(st.columns(min(len(names), 3)) * (len(names) // 3 + 1), names):
+        means = table.get(f"{name}_mean")
+        if means is None:
+            continue
+        with column:
+            key = POSITIVE_KEY + name
+            on = st.toggle(f"Call {name}-positive nuclei", value=name in current, key=key + "::on")
+            cutoff = current.get(name)
+            if on:
+                if key not in st.session_state:
+                    st.session_state[key] = float(cutoff if cutoff is not None else
+                                                  (np.median(means) if len(means) else 0.0))
+                cutoff = st.number_input(f"{name}: positive above (mean intensity)", key=key, format="%.6g")
+            fig = histogram_figure(means.to_numpy(float), {"cutoff": cutoff} if on else {}, log_counts=False,
+                                   highlight="cutoff", bins=min(40, max(5, len(means) // 3)), height=220,
+                                   width_px=360)
+            fig.update_layout(xaxis_title=f"{name}: mean per nucleus", yaxis_title="nuclei")
+            st.plotly_chart(fig, key=f"channel_hist::{name}", config={"displayModeBar": False})
+            if on and f"{name}_positive" in table:
+                share = result.summary.get(f"{name}_percent_positive")
+                st.metric(f"{name}-positive", "–" if share is None else f"{share:.1f}%",
+                          help=f"{int(table[f'{name}_positive'].sum())} of {len(table)} nuclei")
+
+
 def full_result(current: CurrentImage, params: Params) -> Result:
     """`params` on the whole plane, at full resolution (cached): what downloads of a working copy hold."""
     stages = run_stages(current.plane, params, image_key=current.key, cache=caches().stages)
-    return measure_stages(stages, params, cache=caches().stages)
+    return measure_stages(stages, params, cache=caches().stages, channels=other_channels(current, params, 1))
 
 
-def results(result: Result, params: Params, current: CurrentImage, scale: int) -> None:
-    """The measurement table and the downloads.
-
-    Every download is built from the shared settings `params`, never from what
-    only the screen uses: on a working copy (`scale` 2) the image downloads
-    are computed at full resolution when clicked.
-    """
-    name = current.source.name
-    st.subheader("Measurements")
-    st.caption("One row per nucleus; intensities in the raw image's units. The CSV download has the same columns "
-               "under their short names (area_px2, …).")
-    table = result.measurements
-    if len(table):
-        left, right = st.columns([3, 2])
-        left.dataframe(table, height=320, hide_index=True, column_order=_column_order(table.columns),
-                       column_config={c: st.column_config.NumberColumn(_column_title(c), format="%.4g")
-                                      for c in table.columns if c != "label"})
-        numeric = [c for c in table.columns if c != "label" and pd.api.types.is_numeric_dtype(table[c])]
-        default = "area_um2" if "area_um2" in numeric else "area_px2"
-        col = right.selectbox("Histogram of", numeric, index=numeric.index(default), key="measure_hist",
-                              format_func=_column_title)
-        fig = go.Figure(go.Histogram(x=table[col], nbinsx=30, marker_color="#6c8ebf"))
-        fig.update_layout(height=280, margin=dict(l=10, r=10, t=10, b=10), xaxis_title=_column_title(col), yaxis_title="objects",
-                          bargap=0.05)
-        right.plotly_chart(fig, key="measure_histogram", config={"displayModeBar": False})
-    else:
-        st.info("No objects: nothing to measure.")
+def downloads(result: Result, params: Params, current: CurrentImage, scale: int) -> None:
+    """Every download is built from the shared settings `params`, never from what only the screen uses:
+    on a working copy (`scale` 2) the image downloads are computed at full resolution when clicked."""
 
     def full() -> Result:
         return result if scale == 1 else full_result(current, params)
 
-    stem = name.rsplit(".", 1)[0].split(" ")[0] or "image"
+    size = params.pixel_size_um
+    stem = current.source.name.rsplit(".", 1)[0].split(" ")[0] or "image"
     st.subheader("Download")
     if scale != 1:
         st.caption("The image downloads are made from the full-resolution image when you click (a few seconds).")
-    c = st.columns(6)
-    c[0].download_button("Measurements CSV", lambda: csv_bytes(full().measurements), f"{stem}_measurements.csv",
-                         "text/csv", on_click="ignore")
-    c[1].download_button("Labels TIFF (uint32)", lambda: labels_tiff(full().labels), f"{stem}_labels.tif",
-                         "image/tiff", on_click="ignore")
-    c[2].download_button("Mask TIFF", lambda: mask_tiff(full().labels > 0), f"{stem}_mask.tif", "image/tiff",
-                         on_click="ignore")
-    c[3].download_button("Overlay PNG", lambda: export.overlay_png(full()), f"{stem}_overlay.png", "image/png",
-                         on_click="ignore")
-    c[4].download_button("Settings JSON", params.to_json(), "settings.json", "application/json", on_click="ignore")
-    c[5].download_button("Python script", script_text(params), "segment.py", "text/x-python", on_click="ignore",
-                         help="A standalone script that reproduces these settings with plain scikit-image calls.")
+    items = [
+        ("Measurements CSV", lambda: csv_bytes(full().measurements), f"{stem}_measurements.csv", "text/csv", None),
+        ("Labels TIFF", lambda: labels_tiff(full().labels, size), f"{stem}_labels.tif", "image/tiff",
+         "uint32: 0 = background, 1..N = one nucleus each; calibrated when the pixel size is known."),
+        ("Mask TIFF", lambda: mask_tiff(full().labels > 0, size), f"{stem}_mask.tif", "image/tiff", None),
+        ("ImageJ ROIs", lambda: export.roi_zip(full().labels), f"{stem}_RoiSet.zip", "application/zip",
+         "RoiSet.zip for Fiji's ROI Manager: one ROI per nucleus, named by its label."),
+        ("Overlay PNG", lambda: export.overlay_png(full()), f"{stem}_overlay.png", "image/png", None),
+        ("Settings JSON", params.to_json(), "settings.json", "application/json",
+         "Load it here or on the Batch page, or give it to the command line."),
+        ("Python script", script_text(params), "segment.py", "text/x-python",
+         "A standalone script that reproduces these settings with plain scikit-image calls."),
+    ]
+    for start in range(0, len(items), 4):
+        cols = st.columns(4)
+        for col, (label, data, name, mime, help_text) in zip(cols, items[start:start + 4]):
+            col.download_button(label, data, name, mime, on_click="ignore", help=help_text, width="stretch")
     st.file_uploader("Restore settings from a settings JSON", type=["json"], key="settings_upload",
                      on_change=guarded(_on_settings_upload), max_upload_size=1)
 

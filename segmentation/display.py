@@ -43,6 +43,8 @@ def subsample(image: np.ndarray, pixels: int = 1_000_000) -> np.ndarray:
     >>> subsample(np.zeros((4000, 3000)), 1_000_000).shape
     (1334, 1000)
     """
+    if image.ndim != 2:  # e.g. one value per nucleus
+        return image.ravel()[:: max(1, image.size // pixels)]
     step = max(1, int(np.sqrt(image.size / pixels)))
     return image[::step, ::step]
 

@@ -119,7 +119,7 @@ def test_batch_of_real_images_matches_segment(kc167):
     assert "robust z-scores from the median" in page  # the outlier rule, in words
     assert at.download_button(key="batch_download").label == "Download results.zip"
     assert len(at.image) == 5  # one thumbnail per segmented image
-    table = at.dataframe[0].value
+    table = next(d.value for d in at.dataframe if "Status" in d.value.columns)
     assert len(table) == 7 and set(table["Status"]) == {"segmented", "failed", "skipped"}
 
 
@@ -285,3 +285,27 @@ def test_a_zip_with_every_fault_returns_every_good_image_and_lists_the_rest(tmp_
     page = texts(at)
     for name in ("exp/huge_20k.tif", "plate.zip/exp/damaged.tif", "plate.zip/exp/secret.tif", "plate.zip/exp/zeros.tif"):
         assert name in page, name
+
+
+def test_conditions_are_compared_and_an_image_opens_on_the_segment_page(tmp_path):
+    plane = load_plane(SAMPLE)[0]
+    tiles = {"control": [plane[:256, :256], plane[:256, 256:]], "treated": [plane[256:, :256], plane[256:, 256:]]}
+    files = []
+    for condition, images in tiles.items():
+        for i, image in enumerate(images):
+            buf = io.BytesIO()
+            tifffile.imwrite(buf, image)
+            files.append((f"plate/{condition}/field_{i}.tif", buf.getvalue(), "image/tiff"))
+    at = batch_page()
+    at.file_uploader(key="batch_folder").set_value(files).run()
+    job = run_to_end(at)
+    assert "Conditions" in [s.value for s in at.subheader]
+    table = next(d.value for d in at.dataframe if "nuclei_per_image_mean" in d.value.columns)
+    assert table["condition"].tolist() == ["control", "treated"]
+    counts = job.report.summary.groupby("condition")["objects"].sum()
+    assert table.set_index("condition")["nuclei"].to_dict() == counts.to_dict()
+
+    at.button(key="batch_open::plate/treated/field_1").click().run()
+    assert "Segment nuclei" in [t.value for t in at.title]
+    assert "field_1.tif" in " ".join(rendered(c.value) for c in at.caption)
+    assert int(next(m.value for m in at.metric if m.label == "Objects")) == segment(plane[256:, 256:], job.params).count

@@ -91,7 +91,7 @@ def test_settings_json_round_trip_restores_the_result():
     tuned = (metric(at, "Objects"), metric(at, "Threshold"))
     saved = at.session_state["params"].to_json()
 
-    at.sidebar.button[0].click().run()  # Reset to defaults
+    next(b for b in at.sidebar.button if b.label == "Reset settings").click().run()
     assert (metric(at, "Objects"), metric(at, "Threshold")) != tuned
     assert at.session_state["params"] == Params()
 
@@ -253,3 +253,22 @@ def test_objects_without_a_seed_get_a_calm_note_and_a_one_click_keep():
     assert at.session_state["params"].keep_unseeded is True
     assert int(metric(at, "Objects")) == segment(plane, Params(keep_unseeded=True)).count
     assert not any(b.label == "Keep them" for b in at.button)
+
+
+def test_a_second_channel_is_measured_with_its_positive_share():
+    # channel 0: the nuclei; channel 1: a stain in the odd-numbered nuclei of segment()'s labels
+    plane = load_plane(SAMPLE)[0]
+    labels = segment(plane, Params()).labels
+    stain = np.where((labels % 2 == 1) & (labels > 0), 1000, 20).astype(np.uint16)
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, np.stack([plane, stain]), imagej=True, metadata={"axes": "CYX"})
+    at = run_app()
+    at.file_uploader(key="upload_0").set_value(("two.tif", buf.getvalue(), "image/tiff")).run()
+    assert "Other channels" in [s.value for s in at.subheader]
+    at.toggle(key="w_positive::ch2::on").set_value(True).run()
+    at.number_input(key="w_positive::ch2").set_value(500.0).run()
+    assert at.session_state["params"].positive == (("ch2", 500.0),)
+    n = int(labels.max())
+    expected = 100.0 * (np.arange(1, n + 1) % 2 == 1).sum() / n
+    assert metric(at, "ch2-positive") == f"{expected:.1f}%"
+    assert 40 < expected < 60
