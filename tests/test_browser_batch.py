@@ -108,7 +108,7 @@ def test_folder_upload_run_and_download(streamlit_url, tmp_path):
 def test_stop_keeps_the_images_done(streamlit_url, tmp_path):
     sources = require_shared("nih3t3_hoechst/images/*.png")
     # enough 1024x1344 images that the batch outlasts the click on Stop on any machine
-    n = min(max(12, 3 * (os.cpu_count() or 1)), 200)
+    n = min(max(40, 10 * (os.cpu_count() or 1)), 200)
     folder = tmp_path / "plate"
     folder.mkdir()
     for i in range(n):
