@@ -192,10 +192,10 @@ def image_section() -> None:
         "Open an image (TIFF, PNG or JPEG; 8/16/32-bit, multi-channel and z-stacks welcome)",
         type=["tif", "tiff", "png", "jpg", "jpeg"], key=_upload_key(), on_change=guarded(_on_upload),
     )
-    left, right = sb.columns(2)
-    left.button("Use sample image", on_click=guarded(_use_sample), disabled=get_source().is_sample,
-                help="Go back to the built-in sample of Hoechst-stained U2OS nuclei.")
-    right.button("Reset settings", on_click=guarded(_reset), help="Back to the course's recipe.")
+    sb.button("Use the sample image", on_click=guarded(_use_sample), disabled=get_source().is_sample, width="stretch",
+              help="Go back to the built-in sample of Hoechst-stained U2OS nuclei.")
+    sb.button("Reset the settings", on_click=guarded(_reset), width="stretch",
+              help="Back to the course's recipe (the image and its plane stay).")
     if "upload_error" in st.session_state:
         st.error(escape_markdown(st.session_state["upload_error"]) + " The image shown is unchanged.", icon="⚠️")
 
@@ -319,7 +319,7 @@ def main() -> None:
     with notes:
         for note in result.warnings:
             if getattr(note, "kind", "") == "unseeded":
-                left, right = st.columns([6, 1], vertical_alignment="center")
+                left, right = st.columns([4, 1], vertical_alignment="center")
                 left.info(note.split(". Tick")[0] + ".", icon=":material/info:")
                 right.button("Keep them", on_click=guarded(_keep_unseeded), key="keep_unseeded_now",
                              help="Keep each object without a seed as one object (Split → Advanced: "
@@ -347,7 +347,7 @@ def _object_cache(kind: str, image_key: str) -> dict:
 
 def metrics(stages: Stages, params: Params, image_key: str):
     """Count, cutoff, median area and foreground in one row; returns the slot the median area is written into."""
-    c = st.columns([1, 1.3, 1.2, 1, 2.2], vertical_alignment="bottom")
+    c = st.columns([0.8, 1.25, 1.2, 1], vertical_alignment="bottom")
     c[0].metric("Objects", f"{stages.count}")
     method = label_of("threshold_method", params.threshold_method)
     c[1].metric(f"Threshold ({method})", format_value(stages.thresholded.value),
@@ -362,7 +362,7 @@ def metrics(stages: Stages, params: Params, image_key: str):
     note = f"{pixels} at the maximum value {format_value(stats['max'])}"
     if stats["dtype_max"]:
         note += f" (the {stages.image.dtype} ceiling)"
-    c[4].caption(note + (": check for saturation." if stats["at_max"] > 0.001 else "."))
+    st.caption(note + (": check for saturation." if stats["at_max"] > 0.001 else "."))
     return area_slot
 
 
@@ -379,7 +379,7 @@ def histogram(stages: Stages, params: Params, image_key: str) -> None:
                         if label_of("threshold_method", m) != name})
     key = (*stages.keys["filter"], "histogram figure", tuple(cutoffs.items()), log, name)
     fig = caches().pictures.get(key, lambda: histogram_figure(
-        stages.filtered, cutoffs, log_counts=log, highlight=name, height=200, width_px=900,
+        stages.filtered, cutoffs, log_counts=log, highlight=name, height=190, width_px=900,
         cache_key=stages.keys["filter"]).to_dict())
     left.plotly_chart(fig, key="histogram", config={"displayModeBar": False})
 

@@ -91,7 +91,7 @@ def test_settings_json_round_trip_restores_the_result():
     tuned = (metric(at, "Objects"), metric(at, "Threshold"))
     saved = at.session_state["params"].to_json()
 
-    next(b for b in at.sidebar.button if b.label == "Reset settings").click().run()
+    next(b for b in at.sidebar.button if b.label == "Reset the settings").click().run()
     assert (metric(at, "Objects"), metric(at, "Threshold")) != tuned
     assert at.session_state["params"] == Params()
 
@@ -181,7 +181,7 @@ def test_new_image_starts_unzoomed_and_sample_button_empties_the_uploader():
     at.file_uploader(key="upload_0").set_value(("cells.tif", data, "image/tiff")).run()
     assert not at.exception
     assert at.select_slider(key="zoom").value == 1
-    use_sample = next(b for b in at.button if b.label == "Use sample image")
+    use_sample = next(b for b in at.button if b.label == "Use the sample image")
     use_sample.click().run()
     assert not at.exception
     assert "sample_nuclei.tif" in " ".join(rendered(c.value) for c in at.caption)
