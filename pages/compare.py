@@ -33,7 +33,7 @@ CROP_SIZES = (64, 96, 128, 192, 256, 384, 512, 768, 1024)
 # values of widgets that a run does not draw): saved here, restored on return.
 UI_STORE = "compare_ui"
 UI_KEYS = ("cmp_tab", "cmp_view", "cmp_size", "cmp_cx", "cmp_cy", "cmp_sigmas", "cmp_windows",
-           "cmp_min_distances", "cmp_footprints", "cmp_log")
+           "cmp_min_distances", "cmp_footprints", "cmp_log", "cmp_region_of")
 
 
 # --- computing (cached for every user, keyed on the image and the cell's settings) ----
@@ -225,7 +225,8 @@ def threshold_section(image, params: Params, region: Region) -> None:
                 "image's histogram, so the same settings work on the whole experiment.")
     filtered, filter_key = filtered_image(image, params)
     cells = cmp.threshold_cells(params)
-    log = st.toggle("Log counts", key="cmp_log", help="Show rare bright pixels as well as the background peak.")
+    log = st.toggle("Log counts", value=True, key="cmp_log",
+                    help="A log scale shows the nuclei's intensities next to the much taller background peak.")
     histogram = st.empty()  # drawn once every cutoff is known
     if params.threshold_method == "local":
         st.info("Your settings use a local threshold; these cells use one cutoff for the whole image.")
@@ -307,6 +308,11 @@ def region_picker(image) -> tuple[tuple[slice, slice], str]:
     sizes = [s for s in CROP_SIZES if s < min(h, w)] + [min(h, w)]
     _clamped("cmp_view", "mask", lambda v: v in VIEWS)
     _clamped("cmp_size", 192 if 192 in sizes else sizes[len(sizes) // 2], lambda v: v in sizes)
+    if st.session_state.get("cmp_region_of") != image.key:  # a new image opens on its busiest region
+        cy, cx = caches().stages.get((image.key, "busiest", st.session_state["cmp_size"]),
+                                     lambda: cmp.busiest_region(image.plane, st.session_state["cmp_size"]))
+        st.session_state["cmp_cx"], st.session_state["cmp_cy"] = cx, cy
+        st.session_state["cmp_region_of"] = image.key
     _clamped("cmp_cx", w // 2, lambda v: 0 <= v < w)
     _clamped("cmp_cy", h // 2, lambda v: 0 <= v < h)
     with st.sidebar:

@@ -8,6 +8,7 @@ import pytest
 from segmentation import Params, segment
 from segmentation.cache import Cache
 from segmentation.compare import (
+    busiest_region,
     cell_key,
     compute_cell,
     crop_box,
@@ -185,3 +186,11 @@ def test_enlarge_and_overview():
     assert tuple(pic[20, 10]) == (0, 220, 255)  # top edge of the box
     assert tuple(pic[30, 20]) == (200, 200, 200)  # inside: as is
     assert tuple(pic[5, 5]) == (100, 100, 100)  # outside: dimmed
+
+
+def test_the_busiest_region_is_where_the_nuclei_are(sample):
+    sparse = np.full((600, 800), 100, np.uint16)
+    sparse[400:560, 600:760] = sample[:160, :160] + 100  # nuclei in one corner only
+    cy, cx = busiest_region(sparse, 128)
+    assert 400 <= cy < 560 and 600 <= cx < 760
+    assert busiest_region(np.zeros((50, 60)), 16) == (25, 30)
