@@ -73,8 +73,10 @@ LOCAL_WINDOW = 3.0
 LOCAL_MARGIN = 0.1
 # Blur: sigma is a 15th of the diameter, or more when needed to bring the noise under half the cutoff margin.
 DIAMETERS_PER_SIGMA = 15.0
-# Minimum size: this share of the typical nucleus area ("about a tenth").
-MIN_SIZE_SHARE = 0.1
+# Holes covering at least this share of the rough nuclei's area are worth filling.
+HOLES = 0.001
+# Minimum size: this share of the typical nucleus area.
+MIN_SIZE_SHARE = 0.2
 # Maximum size: objects larger than this many typical nuclei are clumps or debris.
 MAX_SIZE_NUCLEI = 10
 # Seeds: h-maxima of the distance map smoothed over this share of the typical radius, rising
@@ -217,29 +219,34 @@ def _suggestion(m: _Measures) -> Suggestion:
     reasons = []
 
     # sizes from the diameter
-    margin = LOCAL_MARGIN * m.contrast
-    # Gaussian blur divides white noise by 2·sqrt(pi)·sigma: bring it under half the cutoff margin
-    sigma_for_noise = m.noise / (2 * math.sqrt(math.pi) * margin / 2)
-    sigma = _round_half(max(0.5, d / DIAMETERS_PER_SIGMA, sigma_for_noise))
     min_size = max(1, int(round(MIN_SIZE_SHARE * area)))
     max_size = int(round(MAX_SIZE_NUCLEI * area))
     distance_sigma = round(SEED_SMOOTH_SHARE * r, 1)
     h = max(0.5, round(SEED_H_SHARE * r, 1))
     reasons.append(
-        f"typical nucleus ≈ {d:.0f} px across → min size {min_size} px (a tenth of a nucleus), "
-        f"max size {max_size} px (ten nuclei: clumps, debris), seeds on the distance map smoothed by "
-        f"{distance_sigma:g} px and standing {h:g} px above their neighbours"
+        f"typical nucleus ≈ {d:.0f} px across → objects under {min_size} px (a fifth of a nucleus) "
+        f"or over {max_size} px ({MAX_SIZE_NUCLEI} nuclei: clumps, debris) are removed; touching nuclei "
+        f"are split where the outline narrows (h-maxima seeds, h {h:g} px, on the distance map "
+        f"smoothed by {distance_sigma:g} px)"
     )
-    if sigma > _round_half(max(0.5, d / DIAMETERS_PER_SIGMA)):
+    if not bright:
+        reasons.append("nuclei are darker than the background → 'Nuclei are: dark'")
+
+    # blur from the diameter, more if the noise needs it
+    margin = LOCAL_MARGIN * m.contrast
+    # a Gaussian blur divides white noise by 2·sqrt(pi)·sigma: bring it under half the cutoff margin
+    sigma_for_size = _round_half(max(0.5, d / DIAMETERS_PER_SIGMA))
+    sigma = max(sigma_for_size, _round_half(m.noise / (math.sqrt(math.pi) * margin)))
+    if sigma > sigma_for_size:
         reasons.append(
-            f"noisy image (noise {_fmt(m.noise)}, nuclei {_fmt(m.contrast)} above background) → "
+            f"noisy image: noise {_fmt(m.noise)} against a nucleus contrast of {_fmt(m.contrast)} → "
             f"blur sigma {sigma:g} px"
         )
     else:
-        reasons.append(f"noise {_fmt(m.noise)} is low against a nucleus contrast of {_fmt(m.contrast)} → "
-                       f"blur sigma {sigma:g} px (a 15th of a nucleus)")
-    if not bright:
-        reasons.append("nuclei are darker than the background → nuclei are 'dark'")
+        reasons.append(
+            f"noise {_fmt(m.noise)} is low against a nucleus contrast of {_fmt(m.contrast)} → "
+            f"blur sigma {sigma:g} px (a {DIAMETERS_PER_SIGMA:g}th of a nucleus)"
+        )
 
     background, radius = "none", Params().background_radius
     if m.unevenness > UNEVEN:
@@ -247,7 +254,7 @@ def _suggestion(m: _Measures) -> Suggestion:
             background, radius = "tophat", float(max(1, round(d)))
             reasons.append(
                 f"background varies across the field by {m.unevenness:.0%} of the nucleus contrast → "
-                f"top-hat background subtraction, radius {radius:g} px (one nucleus diameter)"
+                f"top-hat background subtraction, radius {radius:g} px (one nucleus across)"
             )
         else:
             reasons.append(
@@ -255,33 +262,39 @@ def _suggestion(m: _Measures) -> Suggestion:
                 "background subtraction is for bright nuclei only, the local threshold follows it instead"
             )
 
+    # threshold from the histogram's shape
     window = _odd(LOCAL_WINDOW * d)
     if m.separability >= BIMODAL or not bright:
         method, offset = "local", (-margin if bright else margin)
-        shape = (f"histogram has two clear classes (separability {m.separability:.2f})"
-                 if m.separability >= BIMODAL else f"histogram has one peak with a tail "
-                 f"(separability {m.separability:.2f})")
+        shape = (
+            f"histogram has two clear classes (separability {m.separability:.2f})"
+            if m.separability >= BIMODAL
+            else f"histogram has one peak with a long tail (separability {m.separability:.2f})"
+        )
         reasons.append(
-            f"{shape} → local threshold: each nucleus is compared with its surroundings "
-            f"({window} px window, three nuclei wide) and must be {_fmt(margin)} "
-            f"{'above' if bright else 'below'} their mean (a tenth of the contrast), so dim and bright "
-            "nuclei are both found"
+            f"{shape} → local threshold, so that dim and bright nuclei are both found: each pixel is "
+            f"compared with the mean of a {window} px window (three nuclei) and must be {_fmt(margin)} "
+            f"{'above' if bright else 'below'} it (a tenth of the nucleus contrast)"
         )
     else:
         method, offset = "li", 0.0
         reasons.append(
-            f"histogram has one peak with a long bright tail (separability {m.separability:.2f}): "
-            "dim nuclei among bright debris or haze → Li threshold (lower than Otsu, keeps the dim nuclei)"
+            f"histogram has one peak with a long bright tail (separability {m.separability:.2f}): dim "
+            "nuclei among bright debris or haze → Li threshold (lower than Otsu, keeps the dim nuclei)"
         )
         if background == "none":
             background, radius = "tophat", float(max(1, round(d)))
             reasons.append(f"… with top-hat background subtraction (radius {radius:g} px) to remove the haze")
 
-    # a local cutoff can leave out the dimmer middle of a large nucleus: fill holes then too
-    fill = bool(m.hole_share > 0) or method == "local"
+    # holes: measured, or likely with a local cutoff (the dimmer middle of a large nucleus)
+    holes = m.hole_share >= HOLES
+    fill = holes or method == "local"
     if fill:
-        why = (f"holes inside nuclei ({m.hole_share:.1%} of their area)" if m.hole_share > 0
-               else "a local cutoff can leave out the dimmer middle of a nucleus")
+        why = (
+            f"holes inside nuclei ({m.hole_share:.1%} of their area)"
+            if holes
+            else "a local cutoff can leave out the dimmer middle of a nucleus"
+        )
         reasons.append(f"{why} → fill holes up to the size of one nucleus ({int(area)} px)")
     reasons.append("objects without a watershed seed are kept (often nuclei cut by the image border)")
     params = Params(
@@ -508,7 +521,7 @@ def _contrast(flat: np.ndarray, objects: _Rough, diameter: float) -> tuple[float
     inside[chosen] = True
     inside = inside[objects.labels]
     hole_share = float(np.count_nonzero(objects.holes & inside)) / max(1, np.count_nonzero(inside))
-    return float(np.median(level) - base), hole_share
+    return float(np.median(level) - base), float(hole_share)
 
 
 def _separability(flat: np.ndarray, cutoff: float) -> float:
