@@ -62,6 +62,8 @@ MAX_SHAPES = 300
 MIN_DIAMETER = 4.0
 # ... and also when the nuclei stand fewer than this many noise standard deviations above the background.
 MIN_CONTRAST_TO_NOISE = 3.0
+# Rough objects smaller than a disk of radius 1.5 px are specks.
+MIN_OBJECT_AREA = math.pi * 1.5**2
 # An object at least this solid (area over convex-hull area) is one nucleus, not a clump.
 CONVEX = 0.9
 # Background spread across the field above this share of the nucleus contrast -> subtract it.
@@ -112,6 +114,9 @@ class Suggestion:
     separability : float or None
         Otsu's between-class share of the variance of the flattened image:
         near 1 for two clear classes, low for one peak with a long tail.
+    bright_debris : bool or None
+        Otsu's cut kept only a few very bright objects, fewer than half as
+        many as Li's lower cut: debris far brighter than the nuclei.
     hole_share : float or None
         Share of the rough nuclei's area that is holes.
     """
@@ -125,6 +130,7 @@ class Suggestion:
     noise: float | None = None
     background_unevenness: float | None = None
     separability: float | None = None
+    bright_debris: bool | None = None
     hole_share: float | None = None
 
     def record(self) -> dict[str, object]:
@@ -141,6 +147,7 @@ class Suggestion:
             "suggest_noise": rounded(self.noise, 3),
             "suggest_background_unevenness": rounded(self.background_unevenness, 3),
             "suggest_separability": rounded(self.separability, 3),
+            "suggest_bright_debris": self.bright_debris,
             "suggest_hole_share": rounded(self.hole_share, 3),
         }
 
@@ -208,6 +215,7 @@ class _Measures:
     noise: float  # intensity units
     unevenness: float  # share of the contrast
     separability: float
+    debris: bool
     hole_share: float
 
 
@@ -264,7 +272,7 @@ def _suggestion(m: _Measures) -> Suggestion:
 
     # threshold from the histogram's shape
     window = _odd(LOCAL_WINDOW * d)
-    if m.separability >= BIMODAL or not bright:
+    if (m.separability >= BIMODAL and not m.debris) or not bright:
         method, offset = "local", (-margin if bright else margin)
         shape = (
             f"histogram has two clear classes (separability {m.separability:.2f})"
@@ -278,9 +286,14 @@ def _suggestion(m: _Measures) -> Suggestion:
         )
     else:
         method, offset = "li", 0.0
+        why = (
+            "a few very bright objects (debris) stand far above the nuclei"
+            if m.debris
+            else f"separability {m.separability:.2f}"
+        )
         reasons.append(
-            f"histogram has one peak with a long bright tail (separability {m.separability:.2f}): dim "
-            "nuclei among bright debris or haze → Li threshold (lower than Otsu, keeps the dim nuclei)"
+            f"histogram has one peak with a long bright tail ({why}): dim nuclei among bright debris "
+            "or haze → Li threshold (lower than Otsu, keeps the dim nuclei)"
         )
         if background == "none":
             background, radius = "tophat", float(max(1, round(d)))
@@ -326,6 +339,7 @@ def _suggestion(m: _Measures) -> Suggestion:
         noise=m.noise,
         background_unevenness=m.unevenness,
         separability=m.separability,
+        bright_debris=m.debris,
         hole_share=m.hole_share,
     )
 
@@ -355,7 +369,7 @@ def _measure(image: np.ndarray) -> _Measures | str:
     cutoff = skfilters.threshold_otsu(smooth)
     polarity = _polarity(smooth, cutoff)
     sign = 1.0 if polarity == "bright" else -1.0  # measure dark nuclei as bright ones
-    d0 = _diameter(_rough(sign * smooth, sign * cutoff)) * fa  # full-resolution px
+    d0 = _diameter(_cut(sign * smooth)[0]) * fa  # full-resolution px
     if not d0 > 0:
         return "no objects were found"
     background = _background(sign * smooth, d0 / fa)
@@ -363,15 +377,10 @@ def _measure(image: np.ndarray) -> _Measures | str:
     # 2. detail view, where nuclei are at least DETAIL_DIAMETER px wide (if the overview saw them right)
     fb = max(1, min(fa, int(d0 // DETAIL_DIAMETER)))
     detail = sign * ndi.gaussian_filter(_block_mean(_central_crop(image, DETAIL_SIDE * fb), fb), 1.0)
-    guess = d0
-    for _ in range(2):  # once more if the detail view finds nuclei much larger than the overview did
-        m = _measure_detail(detail, guess / fb)
-        if isinstance(m, str):
-            return m
-        d, contrast, separability, hole_share = m
-        if d * fb < 1.5 * guess:
-            break
-        guess = d * fb
+    m = _measure_detail(detail, d0 / fb)
+    if isinstance(m, str):
+        return m
+    d, contrast, separability, debris, hole_share = m
     noise = _noise(_central_crop(image, 512))
     if image.dtype.kind in "ui":  # rounding to whole levels adds noise of 1/sqrt(12) of a level
         noise = max(noise, 1 / math.sqrt(12))
@@ -383,29 +392,50 @@ def _measure(image: np.ndarray) -> _Measures | str:
             f"the brightest objects stand only {contrast / noise:.1f} noise levels out from the "
             "background: no nuclei could be told from the noise"
         )
-    return _Measures(diameter, polarity, contrast, noise, spread / contrast, separability, hole_share)
+    return _Measures(diameter, polarity, contrast, noise, spread / contrast, separability, debris, hole_share)
 
 
-def _measure_detail(smooth: np.ndarray, guess: float) -> tuple[float, float, float, float] | str:
-    """Diameter (px of `smooth`), contrast, separability and hole share of a blurred view.
+def _measure_detail(smooth: np.ndarray, guess: float) -> tuple[float, float, float, bool, float] | str:
+    """Diameter (px of `smooth`), contrast, separability, debris and hole share of a blurred view.
 
     `guess` is a first diameter (px of `smooth`) for the background's radius.
     """
     flat = smooth - _background(smooth, guess)
     if flat.max() - flat.min() <= 0:
         return "nothing is left once the smooth background is removed"
-    otsu = skfilters.threshold_otsu(flat)
-    separability = _separability(flat, otsu)
-    # Li's lower cut keeps the dim nuclei too; when the histogram has no two clear classes,
-    # Otsu's cut keeps little but the bright debris, so the size is measured on Li's
-    li = _rough(flat, skfilters.threshold_li(flat, initial_guess=otsu))
-    d = _diameter(_rough(flat, otsu) if separability >= BIMODAL else li)
+    objects, li, separability, debris = _cut(flat)
+    d = _diameter(objects)
     if not d > 0:
         d = guess
     contrast, hole_share = _contrast(flat, li, d)
     if not contrast > 0:
         return "no object stands out from the background"
-    return d, contrast, separability, hole_share
+    return d, contrast, separability, debris, hole_share
+
+
+def _cut(smooth: np.ndarray) -> tuple[_Rough, _Rough, float, bool]:
+    """Rough objects to measure sizes on, Li's objects, the histogram's separability, debris.
+
+    Otsu's cut measures sizes best when the histogram has two clear classes.
+    Li's lower cut keeps the dim nuclei too: it is used when the histogram has
+    one peak with a tail, and when Otsu's cut keeps only a few very bright
+    objects (fewer than half as many as Li's): bright debris, which make the
+    histogram look like two classes.
+    """
+    otsu = skfilters.threshold_otsu(smooth)
+    li = _rough(smooth, skfilters.threshold_li(smooth))
+    separability = _separability(smooth, otsu)
+    if separability < BIMODAL:
+        return li, li, separability, False
+    by_otsu = _rough(smooth, otsu)
+    if 2 * _count(by_otsu) < _count(li):
+        return li, li, separability, True
+    return by_otsu, li, separability, False
+
+
+def _count(objects: _Rough) -> int:
+    """Number of objects at least as large as a disk of radius 1.5 px."""
+    return int(np.count_nonzero(objects.area >= MIN_OBJECT_AREA))
 
 
 def _block_mean(image: np.ndarray, factor: int) -> np.ndarray:
@@ -466,7 +496,7 @@ def _diameter(objects: _Rough) -> float:
     all the nuclei together.  At most MAX_SHAPES objects, evenly chosen, are
     measured.
     """
-    keep = np.flatnonzero(objects.area >= math.pi * 1.5**2)
+    keep = np.flatnonzero(objects.area >= MIN_OBJECT_AREA)
     if keep.size > MAX_SHAPES:
         keep = keep[np.linspace(0, keep.size - 1, MAX_SHAPES).round().astype(int)]
     if keep.size == 0:

@@ -141,6 +141,45 @@ def test_strong_illumination_gradient_turns_on_background_subtraction():
     assert abs(n_uneven - n_flat) <= 0.1 * n_flat
 
 
+def with_debris_and_haze(img: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Add 15 small debris 30x brighter than the nuclei and a few broad patches of haze."""
+    rng = np.random.default_rng(seed)
+    spots = np.zeros(img.shape)
+    for cy, cx in rng.uniform(20, img.shape[0] - 20, (15, 2)).astype(int):
+        spots[cy - 2 : cy + 3, cx - 2 : cx + 3] = 1
+    haze = np.zeros(img.shape)
+    haze[tuple(rng.integers(0, img.shape[0], (2, 4)))] = 1
+    haze = ndi.gaussian_filter(haze, 40)
+    out = img + ndi.gaussian_filter(spots, 1.5) * 3000 + haze / haze.max() * 150
+    return out.clip(0, 65535).astype(np.uint16)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_bright_debris_give_li_with_background_subtraction(seed):
+    img, n = nuclei(12, size=512, seed=seed, contrast=100, noise=3)
+    dirty = with_debris_and_haze(img, seed)
+    s = suggest(dirty)
+    assert s.bright_debris
+    assert (s.params.threshold_method, s.params.background) == ("li", "tophat")
+    assert s.diameter_px == pytest.approx(24, rel=0.2)
+    assert any("debris" in r for r in s.reasons)
+    # Otsu (the defaults) finds the debris only; the suggestion finds the nuclei
+    assert segment(dirty, Params()).count < 0.3 * n
+    assert segment(dirty, s.params).count == pytest.approx(segment(img, suggest(img).params).count, rel=0.15)
+    # without the debris the same nuclei give two clear classes and a local threshold
+    clean = suggest(img)
+    assert not clean.bright_debris and clean.params.threshold_method == "local"
+
+
+def test_dark_nuclei_get_no_top_hat_even_on_an_uneven_background():
+    img, _ = nuclei(10, size=384, seed=2)
+    uneven = (img + np.linspace(0, 1500, img.shape[1])[None, :]).astype(np.uint16)
+    s = suggest(np.iinfo(np.uint16).max - uneven)
+    assert s.polarity == "dark" and s.background_unevenness > 1
+    assert s.params.background == "none"  # the pipeline's top-hat keeps bright objects only
+    assert s.params.threshold_method == "local" and s.params.offset > 0
+
+
 # --- the settings themselves ----------------------------------------------------------------
 
 
@@ -179,7 +218,7 @@ def test_reasons_and_record_are_plain(sample):
     json.dumps(record)  # plain numbers and strings only, ready for a CSV row
     assert set(record) == {
         "suggest_measured", "suggest_diameter_px", "suggest_polarity", "suggest_contrast", "suggest_noise",
-        "suggest_background_unevenness", "suggest_separability", "suggest_hole_share",
+        "suggest_background_unevenness", "suggest_separability", "suggest_bright_debris", "suggest_hole_share",
     }
 
 
