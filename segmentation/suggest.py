@@ -13,26 +13,41 @@ What is measured (on a lightly blurred copy):
   counted once: a convex object is one nucleus (diameter of the disk of equal
   area), a clump of touching nuclei is measured by the largest disk that fits
   in it (its distance transform);
-- **uneven background**: an opening with a disk one nucleus wide leaves the
-  background; its spread across the field is compared with the nucleus contrast;
+- **uneven background**: an opening one nucleus wide leaves the background;
+  its spread across the field is compared with the nucleus contrast;
 - **histogram shape**: Otsu's separability of the flattened image (its
   between-class share of the variance): two clear classes, or one background
-  peak with a long tail (dim nuclei among bright debris or haze);
+  peak with a long tail; and bright debris, when Otsu's cut keeps only a few
+  objects where Li's lower cut keeps many;
 - **contrast and noise**: the typical nucleus intensity above the background,
   and the pixel noise (median absolute Laplacian, Immerkær 1996);
 - **holes** inside the rough nuclei (hollow or uneven staining).
 
-The rules scale every size with the diameter (blur, background radius, local
-window, minimum and maximum size, seeds) and every intensity with the
-contrast, so that the same rules hold for 8-bit, 12-bit or 16-bit images,
-signed offsets, small or large nuclei; the constants below were chosen on one
-half of a varied development set (dsb2018_dev) and checked on the other half
-and on other microscopes (``benchmarks/quality.py``).
+The rules (:func:`_suggestion`) scale every size with the diameter (blur,
+background radius, local window, minimum and maximum size, seeds) and every
+intensity with the contrast, so that they hold for 8-, 12- or 16-bit images,
+signed offsets, small or large nuclei:
 
-The measurements run on a copy reduced to at most :data:`WORK_SIDE` pixels
-per side (small nuclei are measured again on a full-resolution crop), so that
-:func:`suggest` takes well under a second on a 2048×2048 image.  It is a
-classic, deterministic computation: no trained model, no randomness.
+- two clear classes → a local threshold three nuclei wide, a tenth of the
+  contrast above the local mean (dim and bright nuclei are both found);
+  one peak with a tail, or bright debris → Li after a top-hat;
+- an uneven background (spread over half the contrast) → top-hat with a
+  radius of one diameter (bright nuclei only: the pipeline's top-hat keeps
+  bright structures);
+- blur sigma a 15th of the diameter, more if needed to bring the noise under
+  half the cutoff's margin; holes filled up to one nucleus;
+- objects under a fifth or over ten nuclei removed; h-maxima seeds on the
+  distance map smoothed by a tenth of the radius; objects without a seed kept.
+
+The constants below were chosen on the first half of a varied development set
+(dsb2018_dev, 30 images from many microscopes) and checked on its second half
+and on other sets (``benchmarks/quality.py``).
+
+The measurements use an overview of the whole field, at most
+:data:`OVERVIEW_SIDE` px per side, and a central detail view reduced only as
+far as nuclei stay :data:`DETAIL_DIAMETER` px wide (full resolution for small
+nuclei), so that :func:`suggest` takes about 0.2 s on a 2048×2048 image.  It
+is a classic, deterministic computation: no trained model, no randomness.
 """
 
 from __future__ import annotations
@@ -378,6 +393,8 @@ def _measure(image: np.ndarray) -> _Measures | str:
     fb = max(1, min(fa, int(d0 // DETAIL_DIAMETER)))
     detail = sign * ndi.gaussian_filter(_block_mean(_central_crop(image, DETAIL_SIDE * fb), fb), 1.0)
     m = _measure_detail(detail, d0 / fb)
+    if isinstance(m, str) and fb < fa:  # nothing in the middle of the field: measure on the overview
+        fb, m = fa, _measure_detail(sign * smooth, d0 / fa)
     if isinstance(m, str):
         return m
     d, contrast, separability, debris, hole_share = m

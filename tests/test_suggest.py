@@ -75,6 +75,13 @@ def test_diameter_on_a_large_image_measured_on_a_reduced_copy(radius):
     assert suggest(img).diameter_px == pytest.approx(2 * radius, rel=0.2)
 
 
+def test_large_image_with_an_empty_middle_is_measured_on_the_whole_field():
+    img, _ = nuclei(15, size=2048, cover=0.15)
+    img[400:1648, 400:1648] = np.median(img)  # the central detail view sees no nucleus
+    s = suggest(img)
+    assert s.measured and s.diameter_px == pytest.approx(30, rel=0.2)
+
+
 @pytest.mark.parametrize(
     "convert",
     [
