@@ -120,6 +120,7 @@ class BatchJob:
     seconds: float = 0.0
     stamp: str = field(default_factory=lambda: datetime.now().strftime("%Y%m%d-%H%M"))
     pattern: str | None = None  # the condition pattern (None: the first sub-folder)
+    suggest_each: bool = False  # settings suggested for each image
     sources: dict[str, tuple[str, Path | bytes]] = field(default_factory=dict)  # output name -> (file name, bytes)
 
     def cleanup(self) -> None:
@@ -188,7 +189,8 @@ def _work(job: BatchJob, plan: InputPlan) -> None:
 
         job.phase, job.run_started = "running", time.monotonic()
         report = run_batch(inputs, job.params, job.zip_path, skipped=plan.skipped + failed, on_progress=progress,
-                           should_stop=job.stop.is_set, pool=shared_workers(), pattern=job.pattern)
+                           should_stop=job.stop.is_set, pool=shared_workers(), pattern=job.pattern,
+                           suggest_each=job.suggest_each)
         report.thumbnails.clear()  # the page keeps its own smaller tiles
         job.report = report
     except Exception as exc:  # noqa: BLE001 - reported on the page in plain words
@@ -238,7 +240,8 @@ def _session_jobs() -> _SessionJobs:
     return _SessionJobs()
 
 
-def start_job(plan: InputPlan, params: Params, cutoff_note: str, pattern: str | None = None) -> BatchJob:
+def start_job(plan: InputPlan, params: Params, cutoff_note: str, pattern: str | None = None,
+              suggest_each: bool = False) -> BatchJob:
     """Delete the previous run's results, then start a new run in a background thread."""
     old = st.session_state.pop(JOB_KEY, None)
     if old is not None:
@@ -247,7 +250,7 @@ def start_job(plan: InputPlan, params: Params, cutoff_note: str, pattern: str | 
     _remove_stale_runs()
     folder = Path(tempfile.mkdtemp(prefix="run-", dir=TEMP_ROOT))
     _LIVE.add(folder)
-    job = BatchJob(params, cutoff_note, len(plan.images), folder, pattern=pattern)
+    job = BatchJob(params, cutoff_note, len(plan.images), folder, pattern=pattern, suggest_each=suggest_each)
     _session_jobs().jobs = [job]
     # the uploads' bytes are read here, in the script's thread, where the upload objects are valid
     threading.Thread(target=_work, args=(job, plan.with_bytes()), name="batch-run", daemon=True).start()
@@ -276,8 +279,20 @@ def _preview_cutoff(params: Params) -> tuple[float, str]:
 
 def choose_settings() -> tuple[Params | None, str]:
     """The settings for the run and one sentence on how the cutoff is chosen."""
-    source = st.radio("Which settings?", ["segment", "file"], horizontal=True, key="batch_settings_from",
-                      format_func={"segment": "As set on the Segment page", "file": "From a settings file"}.get)
+    source = st.radio("Which settings?", ["segment", "file", "suggest"], horizontal=True, key="batch_settings_from",
+                      format_func={"segment": "As set on the Segment page", "file": "From a settings file",
+                                   "suggest": "Suggested for each image"}.get)
+    if source == "suggest":
+        params = get_params()
+        with st.container(border=True):
+            st.markdown("Each image gets its **own settings, suggested from the image itself** (nucleus size, "
+                        "background, histogram, noise), as the Segment page's *Suggest settings* button does. "
+                        "Each image's settings go into the zip (settings/), and its key values into summary.csv.")
+            kept = [f"**{line.split(':', 1)[0]}**:{line.split(':', 1)[1]}" for line in params.describe()
+                    if line.startswith(("Plane", "Measure"))]
+            if kept:
+                st.markdown("Kept from the Segment page: " + "  \n".join(kept))
+        return params, "Settings suggested for each image."
     if source == "file":
         up = st.file_uploader("Settings file saved by this app (settings.json, also inside every results zip)",
                               type=["json"], key="batch_settings_file", max_upload_size=1)
@@ -749,7 +764,7 @@ def main() -> None:
         c2.caption(f"{len(plan.images)} images on {cores} processor cores"
                    + (" · replaces the previous results" if job is not None else "") + ".")
     if st.session_state.pop("batch_start_request", False) and not running and ready:
-        start_job(plan, params, cutoff_note, pattern)
+        start_job(plan, params, cutoff_note, pattern, st.session_state.get("batch_settings_from") == "suggest")
         st.rerun()
     if running:
         st.fragment(progress_panel, run_every=POLL_S)()

@@ -44,7 +44,9 @@ from segmentation.display import (
 from segmentation import export
 from segmentation.export import csv_bytes, labels_tiff, mask_tiff, script_text
 from segmentation.io import ImageReadError
+from segmentation.batch import KEPT_WHEN_SUGGESTED
 from segmentation.params import Params
+from segmentation.suggest import suggest
 from segmentation.safety import escape_markdown
 from segmentation.stages import Result, Stages, measure_stages, run_stages
 from segmentation.threshold import all_auto_thresholds
@@ -121,6 +123,24 @@ def _use_sample() -> None:
     set_params(_plane_defaults(get_params(), read_file(sample_source())[1]))
 
 
+def _suggest() -> None:
+    """Settings measured from the image on screen; the previous ones are kept for Undo."""
+    before = get_params()
+    plane = read_plane(get_source(), before.channel, before.z, before.t)
+    suggestion = suggest(plane)
+    kept = {k: getattr(before, k) for k in KEPT_WHEN_SUGGESTED}
+    params = suggestion.params.replace(**kept)
+    set_params(params)
+    st.session_state["suggestion"] = {"image": get_source().digest, "params": params, "before": before,
+                                      "reasons": suggestion.reasons, "measured": suggestion.measured}
+
+
+def _undo_suggestion() -> None:
+    suggestion = st.session_state.pop("suggestion", None)
+    if suggestion is not None:
+        set_params(suggestion["before"])
+
+
 def _pick(label: int | None) -> None:
     st.session_state["picked"] = label
 
@@ -192,6 +212,10 @@ def image_section() -> None:
         "Open an image (TIFF, PNG or JPEG; 8/16/32-bit, multi-channel and z-stacks welcome)",
         type=["tif", "tiff", "png", "jpg", "jpeg"], key=_upload_key(), on_change=guarded(_on_upload),
     )
+    sb.button("Suggest settings for this image", on_click=guarded(_suggest), type="primary", width="stretch",
+              icon=":material/auto_fix_high:",
+              help="Measure the nuclei's size, the background, the histogram and the noise of this image, and set "
+                   "every step from them. The reasons show above the result; Undo goes back.")
     sb.button("Use the sample image", on_click=guarded(_use_sample), disabled=get_source().is_sample, width="stretch",
               help="Go back to the built-in sample of Hoechst-stained U2OS nuclei.")
     sb.button("Reset the settings", on_click=guarded(_reset), width="stretch",
@@ -308,6 +332,7 @@ def main() -> None:
         st.session_state["last_cutoff"] = stages.thresholded.value
 
     # The first screen: the numbers, the four views and the histogram; the measurements fill in below.
+    suggestion_note(params)
     notes = st.container()
     area_slot = metrics(stages, params, key)
     view = zoom_controls(plane.shape, scale)
@@ -334,6 +359,20 @@ def main() -> None:
     if channels:
         channels_section(result, params, list(channels))
     downloads(result, params, current, scale)
+
+
+def suggestion_note(params: Params) -> None:
+    """What Suggest measured and set, with Undo, while its settings are the ones in use on its image."""
+    suggestion = st.session_state.get("suggestion")
+    if not suggestion or suggestion["image"] != get_source().digest:
+        return
+    changed = params != suggestion["params"]
+    left, right = st.columns([5, 1], vertical_alignment="top")
+    title = "**Suggested from this image**" + (" (you have changed some settings since)" if changed else "") + ":"
+    left.success(title + "\n" + "\n".join(f"- {reason}" for reason in suggestion["reasons"]),
+                 icon=":material/auto_fix_high:")
+    right.button("Undo", on_click=guarded(_undo_suggestion), key="undo_suggestion", width="stretch",
+                 help="Back to the settings from before Suggest.")
 
 
 def _object_cache(kind: str, image_key: str) -> dict:

@@ -34,6 +34,7 @@ from .io import ImageReadError, read_image, select_plane, validate_plane
 from .params import Params
 from .pipeline import segment
 from .safety import csv_safe
+from .suggest import suggest
 from .workers import LocalWorkers, outcomes
 
 __all__ = [
@@ -58,6 +59,10 @@ TOO_LARGE_FOR_MEMORY = ("too large for the memory of this computer: crop or bin 
                         "(Image > Scale, or Image > Crop), or run it on a computer with more memory")
 WORKER_DIED = ("the helper process segmenting this image stopped (most likely it ran out of memory: the image may be "
                "too large for this computer); the other images were not affected")
+# With a suggestion per image: what the batch's settings keep, and the suggested values summary.csv records.
+KEPT_WHEN_SUGGESTED = ("channel", "z", "t", "pixel_size_um", "positive", "ring_width")
+SUGGESTED_IN_SUMMARY = ("threshold_method", "sigma", "background", "min_size", "max_size", "fill_holes",
+                        "seed_method", "h", "distance_sigma")
 # Skipped inputs that are problems with a file (listed in errors.csv), not just files that are not images.
 SKIPPED_AS_ERRORS = ("too_large", "damaged", "encrypted")
 
@@ -119,11 +124,15 @@ def output_names(names: Sequence[str]) -> list[str]:
 # --- one image ----------------------------------------------------------------
 
 
-def process_one(inp: BatchInput, out_name: str, params: Params, conditions: dict | None = None) -> ImageOutcome:
+def process_one(inp: BatchInput, out_name: str, params: Params, conditions: dict | None = None,
+                suggest_each: bool = False) -> ImageOutcome:
     """Read, segment, measure every channel and render one input. Never raises: failures become outcomes.
 
     `conditions` (e.g. ``{"condition": "control"}``, see
     :mod:`segmentation.conditions`) go into its summary row and measurements.
+    With `suggest_each`, the image gets its own settings from
+    :func:`segmentation.suggest` (keeping `params`' plane, pixel size and
+    positive calls); they go into the zip, and their key values into the row.
     """
     start = time.perf_counter()
     conditions = dict(conditions or {})
@@ -135,8 +144,14 @@ def process_one(inp: BatchInput, out_name: str, params: Params, conditions: dict
         del data
         if params.pixel_size_um is None and info.pixel_size_um is not None:
             params = params.replace(pixel_size_um=info.pixel_size_um)
+        if suggest_each:
+            suggestion = suggest(image)
+            params = suggestion.params.replace(**{k: getattr(params, k) for k in KEPT_WHEN_SUGGESTED})
+            row.update(suggestion.record(), **{f"suggest_{k}": getattr(params, k) for k in SUGGESTED_IN_SUMMARY})
         result = segment(image, params, name=inp.name, channels=channels)
         files = image_outputs(result, out_name, params.pixel_size_um)
+        if suggest_each:
+            files[zip_path("image_settings", out_name)] = params.to_json().encode()
         step = downsample_factor(image.shape, THUMBNAIL_SIDE)
         thumb = outline_overlay(stretch(downsample(image, step)), downsample(result.labels, step), halo=True)
         row.update(
@@ -267,9 +282,10 @@ def _numbers(summary: pd.DataFrame, column: str) -> np.ndarray:
 class _ZipWriter:
     """Streams outcomes into a zip on disk as they arrive; tables at the end."""
 
-    def __init__(self, path: Path, params: Params):
+    def __init__(self, path: Path, params: Params, suggest_each: bool = False):
         self.path = path
         self.params = params
+        self.suggest_each = suggest_each
         self.zip = zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1)
         self.tmp = tempfile.TemporaryDirectory(prefix="batch-")
         self.measurement_files: list[Path] = []
@@ -320,7 +336,7 @@ class _ZipWriter:
             self._write(zip_path("errors"), table.to_csv(index=False, lineterminator="\r\n"))
         self._write(zip_path("settings"), self.params.to_json())
         self._write(zip_path("script"), script_text(self.params))
-        self._write(zip_path("readme"), readme_text(self.params, summary))
+        self._write(zip_path("readme"), readme_text(self.params, summary, self.suggest_each))
         self.zip.close()
         self.tmp.cleanup()
 
@@ -336,7 +352,7 @@ def _entry(name: str) -> zipfile.ZipInfo:
     return entry
 
 
-def readme_text(params: Params, summary: pd.DataFrame) -> str:
+def readme_text(params: Params, summary: pd.DataFrame, suggest_each: bool = False) -> str:
     """README.txt for the results zip: what each file is and what made it."""
     import scipy
     import skimage
@@ -345,6 +361,8 @@ def readme_text(params: Params, summary: pd.DataFrame) -> str:
     from . import __version__
 
     counts = summary["status"].value_counts().to_dict() if len(summary) else {}
+    each = (" (suggested for each image: see settings/<name>.json; to reproduce one image, run "
+            "python segment.py INPUT OUTPUT --settings settings/  ; below, what every image kept)") if suggest_each else ""
     return f"""Nuclei segmentation results
 ===========================
 Made {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} by nuclei-segmentation {__version__}
@@ -354,7 +372,7 @@ Inputs: {len(summary)} ({', '.join(f'{v} {k}' for k, v in counts.items()) or 'no
 
 {layout_text()}
 
-Settings:
+Settings{each}:
 {chr(10).join("  " + line for line in params.describe())}
 
 {params.to_json()}
@@ -364,7 +382,7 @@ Settings:
 # --- the run ------------------------------------------------------------------
 
 
-Job = tuple[BatchInput, str, Params, dict]  # input, output name, settings, condition columns
+Job = tuple[BatchInput, str, Params, dict, bool]  # input, output name, settings, conditions, suggest each
 
 
 def _run_job(job: Job) -> ImageOutcome:
@@ -372,7 +390,7 @@ def _run_job(job: Job) -> ImageOutcome:
 
 
 def _worker_died(job: Job) -> ImageOutcome:
-    inp, out_name, _, conditions = job
+    inp, out_name, _, conditions, _ = job
     row = {"image": out_name, "file": inp.name, **conditions, "status": "failed", "reason": WORKER_DIED}
     return ImageOutcome(inp.name, out_name, "failed", WORKER_DIED, row)
 
@@ -407,6 +425,7 @@ def run_batch(
     should_stop: Callable[[], bool] | None = None,
     pool: LocalWorkers | None = None,
     pattern: str | None = None,
+    suggest_each: bool = False,
 ) -> BatchReport:
     """Segment every input with `params` and write the results zip to `out_path`.
 
@@ -433,6 +452,10 @@ def run_batch(
         A regular expression with named groups that reads each image's
         condition from its name (see :mod:`segmentation.conditions`); by
         default the condition is the first sub-folder.
+    suggest_each : bool
+        Give each image its own settings with :func:`segmentation.suggest`
+        (`params` then only sets the plane, pixel size and positive calls).
+        Each image's settings go into the zip.
 
     Raises
     ------
@@ -458,11 +481,11 @@ def run_batch(
     names = output_names([i.name for i in inputs])
     conditions = condition_columns(names, pattern or None)
     condition_names = list(conditions.columns)
-    jobs = [(inp, name, params, conditions.loc[name].to_dict()) for inp, name in zip(inputs, names)]
+    jobs = [(inp, name, params, conditions.loc[name].to_dict(), suggest_each) for inp, name in zip(inputs, names)]
     rows: dict[str, dict] = {}
     errors: list[tuple[str, str]] = []
     thumbnails: dict[str, bytes] = {}
-    writer = _ZipWriter(out_path, params)
+    writer = _ZipWriter(out_path, params, suggest_each)
     stopped = False
     try:
         errors += [(s.name, s.reason) for s in skipped if s.kind in SKIPPED_AS_ERRORS]
@@ -478,7 +501,7 @@ def run_batch(
         stopped = len(rows) < len(jobs)
     finally:
         table = []
-        for inp, out_name, _, _ in jobs:
+        for inp, out_name, *_ in jobs:
             table.append(rows.get(out_name) or {"image": out_name, "file": inp.name, "status": "not run",
                                                 "reason": "the run was stopped before this file"})
         table += [{"image": "", "file": s.name, "status": "skipped", "reason": s.reason}

@@ -31,7 +31,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="image files, or folders searched recursively for .tif/.tiff/.png/.jpg/.jpeg")
     p.add_argument("--out", required=True, metavar="results.zip", help="zip file to write")
     p.add_argument("--settings", metavar="settings.json",
-                   help="settings saved by the app (default: the course's recipe)")
+                   help="settings saved by the app (default: the course's recipe), or 'auto': settings suggested "
+                        "for each image from the image itself (each image's settings go into the zip)")
     p.add_argument("--pattern", metavar="REGEX",
                    help="read each image's condition from its path with a regular expression with named groups, "
                         "e.g. '(?P<well>[A-H]\\d{2})_(?P<treatment>[^_]+)' (default: the first sub-folder)")
@@ -46,8 +47,9 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
         return int(exc.code or 0)
+    suggest_each = args.settings == "auto"
     try:
-        params = _read_settings(args.settings) if args.settings else Params()
+        params = _read_settings(args.settings) if args.settings and not suggest_each else Params()
     except (OSError, ValueError) as exc:
         print(f"error: cannot use settings '{visible(args.settings)}': {exc}", file=sys.stderr)
         return 2
@@ -89,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"skipped {visible(s.name)}: {s.reason}", file=sys.stderr)
         try:
             report = run_batch(inputs, params, args.out, workers=args.workers, skipped=skipped, on_progress=progress,
-                               pattern=args.pattern)
+                               pattern=args.pattern, suggest_each=suggest_each)
         except KeyboardInterrupt:
             print(f"stopped: {args.out} holds the images finished so far", file=sys.stderr)
             return 130

@@ -93,6 +93,8 @@ ZIP_LAYOUT: dict[str, ZipEntry] = {
                         "status (ok / failed / skipped / not run), threshold used (raw intensity units), number of "
                         "nuclei, mean and median area, ..."),
     "errors": ZipEntry("errors.csv", "file and reason, for each input that failed (only when some did)"),
+    "image_settings": ZipEntry("settings/{name}.json", "each image's own settings, when they were suggested for "
+                               "each image (Batch: 'Suggest for each image'; command line: --settings auto)"),
     "settings": ZipEntry("settings.json", "the settings used: load it in the app to reproduce or adjust the run"),
     "script": ZipEntry("segment.py", "standalone script reproducing the segmentation and measurements with plain "
                        "scikit-image calls: `uv run segment.py INPUT_FOLDER OUTPUT_FOLDER` installs what it needs"),
@@ -399,7 +401,11 @@ or, in a Python environment that has those packages:
 
     python segment.py INPUT_FOLDER OUTPUT_FOLDER
 
-INPUT_FOLDER may also be a single image file. For each image it writes
+INPUT_FOLDER may also be a single image file. With --settings FILE_OR_FOLDER
+after the two folders, the settings come from a settings file saved by the app,
+or from the file named after each image in a folder of them (the settings/
+folder of a results zip whose settings were suggested for each image).
+For each image it writes
     OUTPUT_FOLDER/labels/<name>.tif        uint32 labels, with the pixel size (µm) when known
     OUTPUT_FOLDER/measurements/<name>.csv  one row per nucleus: the app's columns, and
                                            <channel>_mean, ... for every other channel
@@ -411,6 +417,7 @@ script then ends with exit status 1.
 from __future__ import annotations
 
 import io
+import json
 import math
 import re
 import sys
@@ -572,8 +579,25 @@ def process(path, name, dst, s):
     return row
 
 
-def main(src, dst):
-    """Segment every image of `src` (a folder or one file) into `dst`; 1 when a file failed, else 0."""
+def settings_for(name, settings_path):
+    """SETTINGS, or a settings file saved by the app, or the file named after the image in a folder of them."""
+    if settings_path is None:
+        return SETTINGS
+    path = Path(settings_path)
+    if path.is_dir():
+        path = path / f"{name}.json"
+        if not path.is_file():
+            return SETTINGS
+    values = json.loads(path.read_text(encoding="utf-8"))["params"]
+    return {**SETTINGS, **values}
+
+
+def main(src, dst, settings_path=None):
+    """Segment every image of `src` (a folder or one file) into `dst`; 1 when a file failed, else 0.
+
+    `settings_path`: a settings file saved by the app, or a folder of them named after the images (the
+    settings/ folder of a results zip whose settings were suggested for each image).
+    """
     src, dst = Path(src), Path(dst)
     dst.mkdir(parents=True, exist_ok=True)
     files = [src] if src.is_file() else sorted(p for p in src.rglob("*") if p.suffix.lower() in SUFFIXES)
@@ -581,7 +605,7 @@ def main(src, dst):
     for path in files:
         name = path.stem if src.is_file() else path.relative_to(src).with_suffix("").as_posix()
         try:
-            row = process(path, name, dst, SETTINGS)
+            row = process(path, name, dst, settings_for(name, settings_path))
         except Exception as exc:  # one bad file must not stop the others
             reason = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
             errors.append({"file": path.name if src.is_file() else path.relative_to(src).as_posix(), "reason": reason})
@@ -599,7 +623,12 @@ def main(src, dst):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
-        sys.exit("usage: python segment.py INPUT_FOLDER_OR_FILE OUTPUT_FOLDER")
-    sys.exit(main(sys.argv[1], sys.argv[2]))
+    args = sys.argv[1:]
+    settings_path = None
+    if len(args) == 4 and args[2] == "--settings":
+        settings_path = args.pop(3)
+        args.pop(2)
+    if len(args) != 2:
+        sys.exit("usage: python segment.py INPUT_FOLDER_OR_FILE OUTPUT_FOLDER [--settings settings.json or folder]")
+    sys.exit(main(args[0], args[1], settings_path))
 '''

@@ -309,3 +309,26 @@ def test_conditions_are_compared_and_an_image_opens_on_the_segment_page(tmp_path
     assert "Segment nuclei" in [t.value for t in at.title]
     assert "field_1.tif" in " ".join(rendered(c.value) for c in at.caption)
     assert int(next(m.value for m in at.metric if m.label == "Objects")) == segment(plane[256:, 256:], job.params).count
+
+
+def test_suggest_for_each_image(tmp_path):
+    from segmentation import suggest
+
+    plane = load_plane(SAMPLE)[0]
+    images = {"bright": plane, "dim": (plane // 4).astype(np.uint16)}
+    files = []
+    for name, image in images.items():
+        buf = io.BytesIO()
+        tifffile.imwrite(buf, image)
+        files.append((f"exp/{name}.tif", buf.getvalue(), "image/tiff"))
+    at = batch_page()
+    at.file_uploader(key="batch_folder").set_value(files).run()
+    at.radio(key="batch_settings_from").set_value("suggest").run()
+    job = run_to_end(at)
+    assert job.suggest_each
+    with zipfile.ZipFile(job.zip_path) as z:
+        for name, image in images.items():
+            saved = Params.from_json(z.read(f"settings/exp/{name}.json"))
+            assert saved == suggest(image).params
+            np.testing.assert_array_equal(tifffile.imread(io.BytesIO(z.read(f"labels/exp/{name}.tif"))),
+                                          segment(image, saved).labels)

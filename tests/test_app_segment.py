@@ -272,3 +272,24 @@ def test_a_second_channel_is_measured_with_its_positive_share():
     expected = 100.0 * (np.arange(1, n + 1) % 2 == 1).sum() / n
     assert metric(at, "ch2-positive") == f"{expected:.1f}%"
     assert 40 < expected < 60
+
+
+def test_suggest_sets_the_sidebar_shows_reasons_and_undo_goes_back():
+    from segmentation import suggest
+
+    plane = (load_plane(SAMPLE)[0].astype(np.float64) * 16 + 100).astype(np.uint16)
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, plane)
+    at = run_app()
+    at.file_uploader(key="upload_0").set_value(("dapi16.tif", buf.getvalue(), "image/tiff")).run()
+    before = at.session_state["params"]
+    next(b for b in at.sidebar.button if b.label.startswith("Suggest settings")).click().run()
+    expected = suggest(plane)
+    assert at.session_state["params"] == expected.params
+    assert int(metric(at, "Objects")) == segment(plane, expected.params).count
+    note = next(s.value for s in at.success if "Suggested from this image" in s.value)
+    assert all(reason in note for reason in expected.reasons)
+    assert at.sidebar.selectbox(key="w_threshold_method").value == expected.params.threshold_method
+    at.button(key="undo_suggestion").click().run()
+    assert at.session_state["params"] == before
+    assert not any("Suggested from this image" in s.value for s in at.success)

@@ -248,3 +248,26 @@ def test_pattern_names_conditions_and_a_bad_pattern_is_a_usage_error(tmp_path, s
     assert len(conditions) == 3 and sorted(conditions["treatment"]) == ["DMSO", "DMSO", "drug"]
     assert main([str(folder), "--out", str(tmp_path / "x.zip"), "--pattern", "(no groups)"]) == 2
     assert "named group" in capsys.readouterr().err
+
+
+def test_settings_auto_suggests_settings_for_each_image(tmp_path, sample):
+    from segmentation import suggest
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    images = {"dense": sample, "inverted": (sample.max() - sample).astype(np.uint16)}
+    for name, image in images.items():
+        tifffile.imwrite(folder / f"{name}.tif", image)
+    out = tmp_path / "r.zip"
+    assert main([str(folder), "--out", str(out), "--settings", "auto", "--workers", "1"]) == 0
+    files = zip_files(out)
+    summary = pd.read_csv(io.BytesIO(files["summary.csv"])).set_index("image")
+    for name, image in images.items():
+        expected = suggest(image).params
+        saved = Params.from_json(files[f"settings/in/{name}.json"])
+        assert saved == expected  # no plane or pixel size to keep here
+        labels = tifffile.imread(io.BytesIO(files[f"labels/in/{name}.tif"]))
+        np.testing.assert_array_equal(labels, segment(image, expected).labels)
+        assert summary.loc[f"in/{name}", "suggest_threshold_method"] == expected.threshold_method
+        assert summary.loc[f"in/{name}", "suggest_diameter_px"] > 10
+    assert summary.loc["in/inverted", "suggest_polarity"] == "dark"

@@ -318,6 +318,8 @@ SCRIPT_PARAMS = {
         threshold_method="triangle", objects="dark", split="none", min_size=50,
     ),
 }
+# settings suggested from the sample: an ordinary Params, so the script reproduces them too
+SCRIPT_PARAMS["suggested-for-the-sample"] = __import__("segmentation").suggest(tifffile.imread(SAMPLE)).params
 PLANE_PARAMS = Params(channel=1, z="max")
 
 
@@ -584,3 +586,23 @@ def test_script_code_of_manual_and_local_thresholds_equals_the_app(sample):
     local = Params(threshold_method="local", block_size=31, offset=-2.0)
     cutoff = script_call(THRESHOLD_METHODS["local"], img=img, s=local.to_dict())
     np.testing.assert_array_equal(img > cutoff, threshold_image(img, local).mask)
+
+
+def test_script_takes_a_settings_file_or_a_folder_of_them(tmp_path, sample):
+    in_dir = tmp_path / "in"
+    in_dir.mkdir()
+    tifffile.imwrite(in_dir / "a.tif", sample)
+    tifffile.imwrite(in_dir / "b.tif", sample)
+    per_image = tmp_path / "settings"
+    per_image.mkdir()
+    (per_image / "a.json").write_text(Params(sigma=3.0, min_size=80).to_json())  # b keeps the script's own
+    script = tmp_path / "segment.py"
+    script.write_text(script_text(Params()))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, str(script), str(in_dir), str(out), "--settings", str(per_image)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    np.testing.assert_array_equal(tifffile.imread(out / "labels" / "a.tif"),
+                                  segment(sample, Params(sigma=3.0, min_size=80)).labels)
+    np.testing.assert_array_equal(tifffile.imread(out / "labels" / "b.tif"), segment(sample, Params()).labels)
