@@ -231,7 +231,10 @@ def run_page(main: Callable[[], None]) -> None:
         log.warning("could not restore from the link: %r", exc)
     show_callback_error()
     for note in st.session_state.pop("link_notes", []):
-        st.info(escape_markdown(note), icon=":material/link:")
+        if note.startswith("Restored"):
+            st.toast(escape_markdown(note), icon=":material/link:")  # good news: brief, and not in the way
+        else:
+            st.info(escape_markdown(note), icon=":material/link:")
     try:
         main()
     except Exception as exc:  # noqa: BLE001 - the last line of defence
@@ -316,21 +319,25 @@ def restore_from_link() -> None:
         return
     st.session_state["link_restored"] = True
     query = st.query_params.to_dict()
-    notes = []
+    notes, restored = [], []
     if any(name in SETTINGS for name in query):
         params, problems = Params.from_query(query)
         set_params(params)
-        notes.append("Settings restored from the link." + (" Not used: " + "; ".join(problems) + "." if problems else ""))
+        restored.append("the settings")
+        if problems:
+            notes.append("Some settings of the link could not be used: " + "; ".join(problems) + ".")
     digest = query.get(IMAGE_PARAM)
     if digest:
         source = upload_store().get(browser_key(), digest)
         if source is not None:
             set_source(source)
-            notes.append(f"Image restored: {source.name}.")
+            restored.append(f"the image {source.name}")
         else:
             notes.append("The image named in the link is not on this server any more (uploads are kept "
                          f"{IMAGE_KEPT_S // 3600} hours, for the browser that uploaded them): upload it again. "
                          "Showing the sample image meanwhile.")
+    if restored:
+        notes.insert(0, "Restored from the link: " + " and ".join(restored) + ".")
     if notes:
         st.session_state["link_notes"] = notes
 
