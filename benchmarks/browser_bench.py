@@ -86,7 +86,7 @@ def main(size: int = 2048, images: int = 3) -> None:
             page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(path))
             expect(page.get_by_text(path.name).first).to_be_visible(timeout=60_000)
             wait_for_run(page, 120_000)
-            page.get_by_role("button", name="Reset to defaults").click()
+            page.get_by_role("button", name="Reset the settings").click()
             wait_for_run(page, 120_000)
             time.sleep(1)
             rows["sigma (upstream)"] += [press(page, "Sigma (px)", "ArrowRight") for _ in range(2)]

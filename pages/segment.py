@@ -417,9 +417,10 @@ def histogram(stages: Stages, params: Params, image_key: str) -> None:
         cutoffs.update({label_of("threshold_method", m): v for m, v in others.items()
                         if label_of("threshold_method", m) != name})
     key = (*stages.keys["filter"], "histogram figure", tuple(cutoffs.items()), log, name)
+    # a Figure, not a dict: Streamlit validates a dict anew on every run (15-30 ms)
     fig = caches().pictures.get(key, lambda: histogram_figure(
         stages.filtered, cutoffs, log_counts=log, highlight=name, height=190, width_px=900,
-        cache_key=stages.keys["filter"]).to_dict())
+        cache_key=stages.keys["filter"]))
     left.plotly_chart(fig, key="histogram", config={"displayModeBar": False})
 
 
@@ -483,7 +484,7 @@ def _column_title(column: str) -> str:
     return words[:1].upper() + words[1:] + units.get(suffix, "")
 
 
-def _inspect_figure(stages: Stages, result: Result, view: View, picked: int | None) -> dict:
+def _inspect_figure(stages: Stages, result: Result, view: View, picked: int | None) -> go.Figure:
     """The zoomed region as a plotly figure: hover a pixel for its values, click a nucleus's dot to pick it."""
     y0, y1, x0, x1 = view.crop
     step = downsample_factor((y1 - y0, x1 - x0), INSPECT_SIDE)
@@ -521,12 +522,18 @@ def _inspect_figure(stages: Stages, result: Result, view: View, picked: int | No
     fig.update_layout(height=420, margin=dict(l=0, r=0, t=0, b=0), showlegend=False, dragmode="pan",
                       xaxis=dict(visible=False, constrain="domain"),
                       yaxis=dict(visible=False, autorange="reversed", scaleanchor="x"))
-    return fig.to_dict()
+    return fig
 
 
 def inspect(stages: Stages, result: Result, view: View) -> None:
     """Hover to read values; click a nucleus's dot (or a table row) to pick it."""
-    with st.expander("Inspect: pixel values, and a nucleus's row", expanded=bool(st.session_state.get("picked"))):
+    st.subheader("Inspect")
+    if not st.toggle("Show pixel values and pick nuclei", key="inspect_on",
+                     help="An interactive view of the zoomed region: hover a pixel for its raw and filtered values "
+                          "and its nucleus; click a nucleus's dot to mark its row in the table. Off, the page is "
+                          "faster."):
+        return
+    with st.container():
         st.caption("The zoomed region (set by Zoom above). Hover a pixel for its raw and filtered values and its "
                    "nucleus; click a nucleus's blue dot to pick it: its row is marked in the table below.")
         picked = st.session_state.get("picked")

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 from scipy.spatial import cKDTree
 
 __all__ = ["peak_local_max"]
@@ -50,12 +49,12 @@ def peak_local_max(image: np.ndarray, footprint: int, min_distance: int) -> np.n
         low = image.astype(np.float32)
         window_max = cv2.dilate(low, np.ones((footprint, footprint), np.uint8), borderType=cv2.BORDER_REPLICATE)
         rows, cols = np.nonzero((low == window_max) & above)
-        # 2. the exact check, in float64, at the candidates only
-        before = footprint // 2  # the window of ndi.maximum_filter (origin 0), odd or even
-        after = footprint - 1 - before
-        padded = np.pad(image, ((before, after), (before, after)), mode="edge")
-        windows = sliding_window_view(padded, (footprint, footprint))
-        exact = windows[rows, cols].max(axis=(1, 2)) == image[rows, cols]
+        # 2. the exact check, in float64, at the candidates only: the window of ndi.maximum_filter
+        # (origin 0, odd or even), its 'nearest' border by clipping the indices
+        offsets = np.arange(footprint) - footprint // 2
+        r = np.clip(rows[:, None] + offsets, 0, image.shape[0] - 1)
+        c = np.clip(cols[:, None] + offsets, 0, image.shape[1] - 1)
+        exact = image[r[:, :, None], c[:, None, :]].max(axis=(1, 2)) == image[rows, cols]
         peaks = np.zeros(image.shape, dtype=bool)
         peaks[rows[exact], cols[exact]] = True
     else:

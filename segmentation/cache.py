@@ -16,7 +16,11 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Cache", "nbytes", "freeze"]
+__all__ = ["Cache", "nbytes", "freeze", "UNKNOWN_BYTES"]
+
+# What an object of unknown size (a plotly figure, say) counts for, so that a cache bounded in bytes is
+# bounded in the number of such objects too.
+UNKNOWN_BYTES = 64 * 1024
 
 
 def nbytes(value: Any) -> int:
@@ -31,7 +35,10 @@ def nbytes(value: Any) -> int:
         return sum(nbytes(v) for v in value)
     if isinstance(value, dict):
         return sum(nbytes(v) for v in value.values())
-    return int(getattr(value, "nbytes", 0) or 0)
+    size = getattr(value, "nbytes", None)
+    if isinstance(size, (int, np.integer)):
+        return int(size)
+    return 0 if isinstance(value, (int, float, str, type(None))) else UNKNOWN_BYTES
 
 
 def freeze(value: Any) -> Any:
