@@ -96,6 +96,7 @@ def watershed_by_object(
     seed_px: np.ndarray | None = None,
     objects: ObjectTable | None = None,
     trace: Counter | None = None,
+    cache: dict | None = None,
 ) -> np.ndarray:
     """``skimage.segmentation.watershed(-distance, markers, mask=mask)``, one object at a time.
 
@@ -115,7 +116,13 @@ def watershed_by_object(
         (no tied seeds), ``"orders_agree"``, and the reasons for a whole-image
         call: ``"too_many_orders"``, ``"cannot_go_first: pixel_just_below"``,
         ``"cannot_go_first: lower_neighbour"``, ``"orders_disagree"``,
-        ``"time_bound"``.
+        ``"time_bound"``; and ``"cached"`` for an object found in `cache`.
+    cache : dict, optional
+        Floods of objects seen before, kept between calls: an object with the
+        same pixels (and position) and the same seeds (positions, and which
+        seeds share a label) floods the same, whatever the numbers its labels
+        have.  Only valid while the heights of each object depend on the
+        object alone (an unsmoothed distance transform); the caller decides.
 
     Returns
     -------
@@ -159,17 +166,56 @@ def watershed_by_object(
     tied = np.unique(obj[1:][(obj[1:] == obj[:-1]) & (height[1:] == height[:-1])])
     deadline = time.perf_counter() + MAX_TIE_SECONDS
     flooded = []
+    keys = objects.keys() if cache is not None else None
     for i in np.concatenate([tied, np.setdiff1d(several, tied, assume_unique=True)]):
         box = objects.boxes[i - 1]
         own = objects.own(i - 1)
-        labels, how = _flood_object(-distance[box], np.where(own, markers[box], 0), own, deadline)
+        seeds = np.where(own, markers[box], 0)
+        seeds_at, seed_values, canonical = _seed_groups(seeds)
+        key = None
+        if keys is not None:
+            key = ("flood", keys[i - 1], seeds_at.tobytes(), canonical.tobytes())
+            known = cache.get(key)
+            if known is not None:
+                trace["cached"] += 1
+                flooded.append((box, own, _labels_of(known, seeds_at, seed_values, canonical)))
+                continue
+        labels, how = _flood_object(-distance[box], seeds, own, deadline)
         trace[how] += 1
         if labels is None:
             return segmentation.watershed(-distance, markers, mask=objects.mask)
+        if key is not None:
+            cache[key] = _canonical_labels(labels, own, seed_values, canonical)
         flooded.append((box, own, labels))
     for box, own, labels in flooded:
         out[box][own] = labels[own]
     return out
+
+
+def _seed_groups(seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The seed pixels (raveled), their labels, and each label renumbered by first appearance (0, 1, ...)."""
+    at = np.flatnonzero(seeds)
+    values = seeds.ravel()[at]
+    unique, first, inverse = np.unique(values, return_index=True, return_inverse=True)
+    rank = np.empty(len(unique), dtype=np.int32)
+    rank[np.argsort(first)] = np.arange(len(unique), dtype=np.int32)
+    return at, values, rank[inverse]
+
+
+def _canonical_labels(labels: np.ndarray, own: np.ndarray, values: np.ndarray, canonical: np.ndarray) -> np.ndarray:
+    """An object's flood with its labels renumbered as :func:`_seed_groups` does (1, 2, ...; 0 outside)."""
+    lut_from, lut_to = np.unique(values, return_index=True)
+    out = np.zeros(labels.shape, dtype=np.int32)
+    inside = own & (labels > 0)
+    out[inside] = canonical[lut_to[np.searchsorted(lut_from, labels[inside])]] + 1
+    return out
+
+
+def _labels_of(known: np.ndarray, at: np.ndarray, values: np.ndarray, canonical: np.ndarray) -> np.ndarray:
+    """A cached flood back in this call's label numbers."""
+    actual = np.zeros(int(canonical.max()) + 2, dtype=np.int32)
+    actual[canonical + 1] = values
+    return actual[known]
 
 
 def _flood_object(

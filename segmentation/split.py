@@ -219,7 +219,9 @@ def split_objects(mask: np.ndarray, params: Params, cache: dict | None = None) -
         seed_px = np.ravel_multi_index(tuple(coords.T), mask.shape) if len(coords) else np.empty(0, np.intp)
     else:
         seed_px = np.flatnonzero(markers)
-    labels = watershed_by_object(distance, markers, mask, seed_px=seed_px, objects=objects)
+    # floods of unchanged objects are reused, unless smoothing lets neighbours change an object's heights
+    labels = watershed_by_object(distance, markers, mask, seed_px=seed_px, objects=objects,
+                                 cache=cache if params.distance_sigma == 0 else None)
     unseeded = mask & (labels == 0)
     if params.keep_unseeded and unseeded.any():
         extra = measure.label(unseeded)

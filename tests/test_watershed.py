@@ -147,3 +147,23 @@ def test_tied_seeds_whose_order_does_not_matter_stay_object_by_object(sample):
     np.testing.assert_array_equal(out, watershed(-distance, markers, mask=mask))
     assert trace["orders_agree"] > 0
     assert set(trace) <= {"flooded", "orders_agree"}, f"no whole-image call expected: {dict(trace)}"
+
+
+def test_a_cache_of_floods_gives_the_same_labels_as_flooding_again():
+    # masks that lose and gain objects between calls, as min size changes do; seeds renumbered each time
+    rng = np.random.default_rng(7)
+    cache: dict = {}
+    trace: Counter = Counter()
+    base = touching_disks(3, size=160, n=30)
+    for step in range(6):
+        mask = base.copy()
+        drop = rng.random(3) < 0.5
+        for k, (cy, cx) in enumerate([(20, 20), (80, 80), (140, 40)]):
+            if drop[k]:
+                mask[cy - 15:cy + 15, cx - 15:cx + 15] = False
+        distance = ndi.distance_transform_edt(mask)
+        markers, _ = find_seeds(distance, mask, Params(footprint=9, min_distance=3))
+        markers = np.where(markers > 0, markers.max() + 1 - markers, 0)  # other numbers, same seeds
+        got = watershed_by_object(distance, markers, mask, cache=cache, trace=trace)
+        np.testing.assert_array_equal(got, watershed(-distance, markers, mask=mask), err_msg=f"step {step}")
+    assert trace["cached"] > 0 and trace["flooded"] > 0
