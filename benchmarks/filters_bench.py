@@ -8,7 +8,7 @@ median rows check that ours is identical to ``ndi.median_filter``; the rolling
 ball rows give the largest difference of the fast variant from the exact one;
 the top-hat rows check ours against ``morphology.white_tophat`` with the
 'sequence' disk (uint16 image in, float64 out, as in ``subtract_background``).
-The last lines are the per-pixel rates that ``segmentation._cost`` uses.
+The last lines are the per-pixel rates that ``segmentation.cost`` uses.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def main(shape: tuple[int, int] = (2048, 2048)) -> None:
         print(f"{f'top-hat {r}':16s} {t_lib * 1000:11.0f} {t_ours * 1000:9.0f} {t_lib / base:11.2f} "
               f"{t_ours / base:12.3f} {t_lib / t_ours:8.1f}x  {same}")
         rates[f"top-hat {r}: ours ns/px/radius px"] = t_ours / px / r * 1e9
-    print("\nrates (for segmentation._cost):")
+    print("\nrates (for segmentation.cost):")
     for name, v in rates.items():
         print(f"  {name:45s} {v:8.2f}")
 

@@ -49,9 +49,11 @@ from segmentation.batch import (
     output_names,
     run_batch,
 )
+from segmentation import cost
 from segmentation.conditions import NO_CONDITION, condition_table, preview
 from segmentation.display import format_value
 from segmentation.export import layout_markdown, zip_path
+from segmentation.filters import BACKGROUNDS
 from segmentation.inputs import InputPlan, plan_uploads, stage
 from segmentation.io import IMAGE_SUFFIXES, ImageReadError
 from segmentation.params import Params
@@ -729,6 +731,19 @@ def results(job: BatchJob) -> None:
                     f"`{zip_path('labels', 'exp1/well_A1/img')}`.")
 
 
+def slow_settings_note(params: Params, side: int = 1024) -> None:
+    """Say before the start when the filters alone take seconds per image."""
+    seconds = cost.estimated_seconds((side, side), params)
+    if seconds < cost.SLOW_SECONDS:
+        return
+    text = f"These filters take about {seconds:.0f} s per {side}×{side} image (more for larger ones)."
+    faster = cost.faster_equivalent((side, side), params)
+    if faster is not None:
+        text += (f" **{BACKGROUNDS['rolling_ball_fast'].label}** takes about {faster[1]:.1f} s and agrees on "
+                 "more than 99.5 % of mask pixels: choose it on the Segment page.")
+    st.info(text, icon=":material/hourglass:")
+
+
 def main() -> None:
     _swept_at_startup()
     if st.session_state.pop("batch_open_request", False):
@@ -763,6 +778,7 @@ def main() -> None:
     else:
         c2.caption(f"{len(plan.images)} images on {cores} processor cores"
                    + (" · replaces the previous results" if job is not None else "") + ".")
+        slow_settings_note(params)
     if st.session_state.pop("batch_start_request", False) and not running and ready:
         start_job(plan, params, cutoff_note, pattern, st.session_state.get("batch_settings_from") == "suggest")
         st.rerun()

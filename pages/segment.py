@@ -41,7 +41,8 @@ from segmentation.display import (
     png_bytes,
     stretch,
 )
-from segmentation import export
+from segmentation import cost, export
+from segmentation.filters import BACKGROUNDS
 from segmentation.export import csv_bytes, labels_tiff, mask_tiff, script_text
 from segmentation.io import ImageReadError
 from segmentation.batch import KEPT_WHEN_SUGGESTED
@@ -317,8 +318,8 @@ def main() -> None:
     for note in info.notes:
         st.info(escape_markdown(note), icon=":material/info:")
 
-    slow = f" (rolling ball, radius {params.background_radius:g} px: several seconds)" \
-        if params.background == "rolling_ball" else ""
+    seconds = cost.estimated_seconds(plane.shape, params, plane.dtype)
+    slow = f" (the filters take about {seconds:.0f} s on this image)" if seconds >= cost.SLOW_SECONDS else ""
     with st.spinner(f"Segmenting{slow}…", show_time=True):
         stages = run_stages(plane, params, image_key=key, cache=caches().stages,
                             object_cache=_object_cache("split", key))
@@ -333,6 +334,7 @@ def main() -> None:
 
     # The first screen: the numbers, the four views and the histogram; the measurements fill in below.
     suggestion_note(params)
+    slow_filter_note(plane, params, seconds)
     notes = st.container()
     area_slot = metrics(stages, params, key)
     view = zoom_controls(plane.shape, scale)
@@ -359,6 +361,24 @@ def main() -> None:
     if channels:
         channels_section(result, params, list(channels))
     downloads(result, params, current, scale)
+
+
+def slow_filter_note(plane: np.ndarray, params: Params, seconds: float) -> None:
+    """Say when the filters are slow here, with a one-click faster equivalent where there is one."""
+    if seconds < cost.SLOW_SECONDS:
+        return
+    faster = cost.faster_equivalent(plane.shape, params, plane.dtype)
+    text = f"The filters take about {seconds:.0f} s on this {plane.shape[1]}×{plane.shape[0]} image, at each change."
+    if faster is None:
+        st.info(text, icon=":material/hourglass:")
+        return
+    fast, fast_seconds = faster
+    left, right = st.columns([4, 1], vertical_alignment="center")
+    left.info(f"{text} **{BACKGROUNDS['rolling_ball_fast'].label}** takes about {fast_seconds:.1f} s: "
+              "masks agree on more than 99.5 % of pixels.", icon=":material/hourglass:")
+    right.button("Use it", on_click=guarded(set_params), args=(fast,), key="use_faster",
+                 help="Switch Background to the shrunk rolling ball, the way Fiji speeds it up. "
+                      "Switch back in the sidebar (Filter → Background) at any time.")
 
 
 def suggestion_note(params: Params) -> None:

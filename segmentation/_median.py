@@ -51,12 +51,12 @@ _MAX_CODES = 1 << 16
 
 # Cost model, ns per output pixel, measured with benchmarks/filters_bench.py
 # (2048² uint16 synthetic nuclei, 2-vCPU Xeon). Only used to choose the faster
-# of two exact routes, and by the cost estimate in segmentation._cost.
+# of two exact routes, and by the cost estimate in segmentation.cost.
 NS_NDI_PER_WINDOW_PX = 16.0  # ndi.median_filter: about 16 ns × size² per pixel
 NS_CV2_PASS = 15.0  # one cv2.medianBlur 8-bit call (window ≥ 7) plus its clip and sum
 NS_RANK_BASE = 120.0  # rank.median: a fixed part ...
 NS_RANK_PER_CODE = 0.5  # ... plus the histogram walk up to the median code
-NS_ENCODE_FLOAT = 80.0  # np.unique of a float image (a sort; for segmentation._cost)
+NS_ENCODE_FLOAT = 80.0  # np.unique of a float image (a sort; for segmentation.cost)
 
 # Up to this many bands of 255 codes (codes < 2040, e.g. 11-bit data), the band
 # medians are simply summed; above, a coarse pass first finds the bands needed.

@@ -332,3 +332,14 @@ def test_suggest_for_each_image(tmp_path):
             assert saved == suggest(image).params
             np.testing.assert_array_equal(tifffile.imread(io.BytesIO(z.read(f"labels/exp/{name}.tif"))),
                                           segment(image, saved).labels)
+
+
+def test_slow_filters_are_announced_before_the_start():
+    at = batch_page()
+    at.file_uploader(key="batch_folder").set_value([("exp/a.tif", SAMPLE.read_bytes(), "image/tiff")]).run()
+    assert not any("These filters take about" in i.value for i in at.info)  # the course's recipe is quick
+    at.session_state["params"] = Params(background="rolling_ball", background_radius=60)
+    at.run()
+    note = next(i.value for i in at.info if "These filters take about" in i.value)
+    assert "Rolling ball, fast" in note
+    assert not at.button(key="batch_start").disabled  # a note, not a block

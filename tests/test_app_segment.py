@@ -293,3 +293,17 @@ def test_suggest_sets_the_sidebar_shows_reasons_and_undo_goes_back():
     at.button(key="undo_suggestion").click().run()
     assert at.session_state["params"] == before
     assert not any("Suggested from this image" in s.value for s in at.success)
+
+
+def test_a_slow_rolling_ball_is_announced_with_a_one_click_faster_equivalent():
+    at = run_app()
+    assert not any("The filters take about" in i.value for i in at.info)  # the course's recipe is quick
+    at.sidebar.selectbox(key="w_background").select("rolling_ball").run()
+    at.sidebar.slider(key="w_background_radius").set_value(60.0).run()
+    note = next(i.value for i in at.info if "The filters take about" in i.value)
+    assert "Rolling ball, fast" in note
+    next(b for b in at.button if b.label == "Use it").click().run()
+    params = at.session_state["params"]
+    assert (params.background, params.background_radius) == ("rolling_ball_fast", 60.0)
+    assert at.sidebar.selectbox(key="w_background").value == "rolling_ball_fast"  # the sidebar follows
+    assert not any("The filters take about" in i.value for i in at.info)

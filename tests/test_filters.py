@@ -7,6 +7,7 @@ choice) to its documented tolerance of the exact one.
 
 from __future__ import annotations
 
+import time
 import types
 
 import numpy as np
@@ -22,7 +23,7 @@ from skimage import morphology, restoration
 from skimage.filters import threshold_otsu
 from testdata import require_shared
 
-from segmentation import _cost, _median
+from segmentation import _median, cost
 from segmentation._rolling_ball import rolling_ball_fast, shrink_factor
 from segmentation._tophat import white_tophat_disk
 from segmentation.filters import apply_filter, filter_image, subtract_background
@@ -388,14 +389,14 @@ def test_tophat_with_nan_is_left_to_scikit_image():
 
 
 def test_estimate_grows_with_image_and_radius():
-    est = _cost.estimated_seconds
+    est = cost.estimated_seconds
     p = Params(background="rolling_ball", background_radius=25, filter="none")
     assert est((1024, 1024), p) > est((512, 512), p)
     assert est((512, 512), p.replace(background_radius=50)) > est((512, 512), p)
 
 
 def test_estimate_flags_the_slow_settings():
-    est = _cost.estimated_seconds
+    est = cost.estimated_seconds
     assert est((512, 512), Params(background="rolling_ball", background_radius=200)) > 10  # the largest useful radius
     # after a rolling ball the median runs on floats with as many values as pixels: ndimage
     slow_median = Params(background="rolling_ball", background_radius=10, filter="median", filter_size=31)
@@ -410,4 +411,20 @@ def test_estimate_flags_the_slow_settings():
 def test_estimate_of_fast_rolling_ball_is_the_exact_one_up_to_10_px():
     exact = Params(background="rolling_ball", background_radius=8)
     fast = Params(background="rolling_ball_fast", background_radius=8)
-    assert _cost.estimated_seconds((512, 512), exact) == _cost.estimated_seconds((512, 512), fast)
+    assert cost.estimated_seconds((512, 512), exact) == cost.estimated_seconds((512, 512), fast)
+
+
+def test_faster_equivalent_is_the_shrunk_rolling_ball_and_really_faster():
+    slow = Params(background="rolling_ball", background_radius=40, filter="none")
+    fast, seconds = cost.faster_equivalent((512, 512), slow)
+    assert fast == slow.replace(background="rolling_ball_fast")
+    assert seconds < cost.estimated_seconds((512, 512), slow) / 3
+    assert cost.faster_equivalent((512, 512), slow.replace(background="tophat")) is None
+    assert cost.faster_equivalent((512, 512), slow.replace(background_radius=6)) is None  # the same up to 10 px
+    img = np.random.default_rng(0).integers(0, 4000, (160, 160)).astype(np.uint16)
+    t0 = time.perf_counter()
+    filter_image(img, slow)
+    t_slow = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    filter_image(img, fast)
+    assert time.perf_counter() - t0 < t_slow
