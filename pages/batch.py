@@ -593,10 +593,18 @@ def conditions_section(job: BatchJob, summary: pd.DataFrame) -> None:
             column = st.selectbox("Per nucleus", numeric, index=numeric.index(default), key="cond_column")
             per = measurements.copy()
             per["group"] = per[by].agg(" · ".join, axis=1) if len(per) else []
-            fig = go.Figure([go.Box(y=group[column], name=str(name), boxpoints=False)
+            fig = go.Figure([go.Box(y=group[column], name=str(name), boxpoints="outliers",
+                                    marker=dict(size=3, opacity=0.5))
                              for name, group in per.groupby("group", sort=True)])
+            values = per[column].dropna()
+            # a few clumps ten times the median squash every box: a log axis keeps both in view
+            log = bool(len(values)) and values.min() > 0 and values.max() > 10 * values.median()
             fig.update_layout(height=270, showlegend=False, margin=dict(l=10, r=10, t=10, b=10),
-                              yaxis_title=column)
+                              yaxis_title=column + (" (log scale)" if log else ""))
+            if log:
+                ticks = [m * 10.0 ** e for e in range(int(np.floor(np.log10(values.min()))),
+                                                      int(np.ceil(np.log10(values.max()))) + 1) for m in (1, 2, 5)]
+                fig.update_yaxes(type="log", tickvals=ticks, ticktext=[f"{t:,.4g}" for t in ticks])
             st.plotly_chart(fig, key="cond_measure", config={"displayModeBar": False})
     cutoffs = {c: v for c, v in job.params.positive if f"{c}_mean" in measurements}
     try:

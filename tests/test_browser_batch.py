@@ -141,3 +141,41 @@ def test_stop_keeps_the_images_done(streamlit_url, tmp_path):
             assert (summary["status"] == "not run").sum() == n - done
         finally:
             browser.close()
+
+
+def test_control_and_treated_folders_give_the_per_condition_plot_and_table(streamlit_url, tmp_path):
+    images = require_shared("bbbc007_kc167_dna/images/*.tif")[:6]
+    folder = tmp_path / "plate1"
+    for condition, files in (("control", images[:3]), ("treated", images[3:])):
+        (folder / condition).mkdir(parents=True)
+        for f in files:
+            shutil.copy(f, folder / condition / f.name)
+    expected = {c: [segment(load_plane(f)[0], Params()).count for f in files]
+                for c, files in (("control", images[:3]), ("treated", images[3:]))}
+
+    with sync_playwright() as p:
+        browser, page = open_batch_page(p, streamlit_url)
+        try:
+            upload_folder(page, folder, 6)
+            page.get_by_role("button", name="Start batch").click()
+            expect(page.get_by_role("button", name="Download results.zip")).to_be_visible(timeout=90_000)
+            wait_for_run(page)
+            heading = page.get_by_role("heading", name="Conditions")
+            expect(heading).to_be_visible(timeout=15_000)
+            heading.evaluate("e => e.scrollIntoView({block: 'start'})")
+            plots = page.locator('[data-testid="stPlotlyChart"]')
+            expect(plots.first).to_be_visible()
+            expect(plots.first.locator(".xtick text", has_text="control")).to_have_count(1)
+            expect(plots.first.locator(".xtick text", has_text="treated")).to_have_count(1)
+            table = page.locator('[data-testid="stDataFrame"]').last
+            table.scroll_into_view_if_needed()
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=ARTIFACTS / "batch_conditions.png")
+            with download_zip(page, tmp_path) as z:
+                conditions = pd.read_csv(z.open("conditions.csv"))
+        finally:
+            browser.close()
+    got = conditions.set_index(conditions.columns[0])
+    for condition, counts in expected.items():
+        assert got.loc[condition, "images"] == 3
+        assert got.loc[condition, "nuclei"] == sum(counts)
