@@ -49,7 +49,7 @@ from segmentation.batch import (
     output_names,
     run_batch,
 )
-from segmentation import cost
+from segmentation import cluster, cost
 from segmentation.conditions import NO_CONDITION, condition_table, preview
 from segmentation.display import format_value
 from segmentation.export import layout_markdown, zip_path
@@ -123,6 +123,8 @@ class BatchJob:
     stamp: str = field(default_factory=lambda: datetime.now().strftime("%Y%m%d-%H%M"))
     pattern: str | None = None  # the condition pattern (None: the first sub-folder)
     suggest_each: bool = False  # settings suggested for each image
+    scheduler: str | None = None  # the lab's Dask scheduler (None: this server's own workers)
+    where: str = ""  # what runs the images, as the page says it
     sources: dict[str, tuple[str, Path | bytes]] = field(default_factory=dict)  # output name -> (file name, bytes)
 
     def cleanup(self) -> None:
@@ -189,12 +191,23 @@ def _work(job: BatchJob, plan: InputPlan) -> None:
             job.done = done
             os.utime(job.folder)  # a sign of life for the sweep of abandoned folders
 
+        pool, own = shared_workers(), None
+        if job.scheduler:
+            job.phase = "connecting"
+            pool = own = cluster.connect(job.scheduler)  # up to a few seconds: here, not in the page's script
+            job.where = f"the Dask cluster ({own.describe()})"
         job.phase, job.run_started = "running", time.monotonic()
-        report = run_batch(inputs, job.params, job.zip_path, skipped=plan.skipped + failed, on_progress=progress,
-                           should_stop=job.stop.is_set, pool=shared_workers(), pattern=job.pattern,
-                           suggest_each=job.suggest_each)
+        try:
+            report = run_batch(inputs, job.params, job.zip_path, skipped=plan.skipped + failed, on_progress=progress,
+                               should_stop=job.stop.is_set, pool=pool, pattern=job.pattern,
+                               suggest_each=job.suggest_each)
+        finally:
+            if own is not None:
+                own.shutdown()
         report.thumbnails.clear()  # the page keeps its own smaller tiles
         job.report = report
+    except cluster.ClusterError as exc:
+        job.error = f"The batch did not start: {exc}"
     except Exception as exc:  # noqa: BLE001 - reported on the page in plain words
         job.error = _friendly(exc)
     finally:  # the staged images stay (for "Open on the Segment page") until the job's folder goes
@@ -243,7 +256,7 @@ def _session_jobs() -> _SessionJobs:
 
 
 def start_job(plan: InputPlan, params: Params, cutoff_note: str, pattern: str | None = None,
-              suggest_each: bool = False) -> BatchJob:
+              suggest_each: bool = False, scheduler: str | None = None) -> BatchJob:
     """Delete the previous run's results, then start a new run in a background thread."""
     old = st.session_state.pop(JOB_KEY, None)
     if old is not None:
@@ -252,7 +265,8 @@ def start_job(plan: InputPlan, params: Params, cutoff_note: str, pattern: str | 
     _remove_stale_runs()
     folder = Path(tempfile.mkdtemp(prefix="run-", dir=TEMP_ROOT))
     _LIVE.add(folder)
-    job = BatchJob(params, cutoff_note, len(plan.images), folder, pattern=pattern, suggest_each=suggest_each)
+    job = BatchJob(params, cutoff_note, len(plan.images), folder, pattern=pattern, suggest_each=suggest_each,
+                   scheduler=scheduler, where=f"{os.cpu_count() or 1} processor cores of this server")
     _session_jobs().jobs = [job]
     # the uploads' bytes are read here, in the script's thread, where the upload objects are valid
     threading.Thread(target=_work, args=(job, plan.with_bytes()), name="batch-run", daemon=True).start()
@@ -433,6 +447,8 @@ def progress_panel() -> None:
         st.rerun()  # the whole page: show the results
     if job.phase == "preparing":
         st.progress(0.0, text=f"Preparing {job.total} images (copying the uploads)…")
+    elif job.phase == "connecting":
+        st.progress(0.0, text=f"Connecting to the lab's Dask cluster at {escape_markdown(job.scheduler or '')}…")
     else:
         parts = [f"**{job.done} of {job.total} images done**"]
         if job.last:
@@ -683,7 +699,7 @@ def results(job: BatchJob) -> None:
     st.divider()
     st.header("Results")
     if job.error:
-        st.error(job.error, icon="⚠️")
+        st.error(escape_markdown(job.error), icon="⚠️")
     summary = _read_summary(job)
     if summary is None:
         st.error("No results were written. Try again with fewer images.", icon="⚠️")
@@ -739,6 +755,23 @@ def results(job: BatchJob) -> None:
                     f"`{zip_path('labels', 'exp1/well_A1/img')}`.")
 
 
+def choose_where() -> str | None:
+    """The lab's Dask scheduler when the server has one and the user wants it, else None (this server).
+
+    Only the address the server was started with (``NUCLEI_DASK_SCHEDULER``) is
+    offered: a scheduler sends pickled results back, so a page that connected to
+    any typed address would let a user run code on the server.
+    """
+    address = cluster.default_address()
+    if address is None:
+        return None
+    use = st.toggle("Run on the lab's Dask cluster", value=True, key="batch_use_cluster",
+                    help=f"Each image is one task on the Dask cluster at {address} (set for this server in "
+                         f"{cluster.SCHEDULER_ENV}); the results come back into the same zip. Off: this "
+                         "server's own processor cores.")
+    return address if use else None
+
+
 def slow_settings_note(params: Params, side: int = 1024) -> None:
     """Say before the start when the filters alone take seconds per image."""
     seconds = cost.estimated_seconds((side, side), params)
@@ -774,21 +807,24 @@ def main() -> None:
     st.subheader("3 · Run")
     ready = bool(plan.images) and params is not None and pattern_ok
     cores = os.cpu_count() or 1
+    scheduler = choose_where()
+    where = "the lab's Dask cluster" if scheduler else f"{cores} processor cores"
     c1, c2 = st.columns([1, 4], vertical_alignment="center")
     c1.button("Start batch", type="primary", key="batch_start", icon=":material/play_arrow:",
               disabled=running or not ready, on_click=_request, args=("batch_start_request", True))
     if running:
-        c2.caption(f"Running on {cores} processor cores. You can look at other pages meanwhile.")
+        c2.caption(f"Running on {escape_markdown(job.where)}. You can look at other pages meanwhile.")
     elif not plan.images:
         c2.caption("Upload images first.")
     elif params is None:
         c2.caption("Choose the settings first.")
     else:
-        c2.caption(f"{len(plan.images)} images on {cores} processor cores"
+        c2.caption(f"{len(plan.images)} images on {where}"
                    + (" · replaces the previous results" if job is not None else "") + ".")
         slow_settings_note(params)
     if st.session_state.pop("batch_start_request", False) and not running and ready:
-        start_job(plan, params, cutoff_note, pattern, st.session_state.get("batch_settings_from") == "suggest")
+        start_job(plan, params, cutoff_note, pattern, st.session_state.get("batch_settings_from") == "suggest",
+                  scheduler)
         st.rerun()
     if running:
         st.fragment(progress_panel, run_every=POLL_S)()

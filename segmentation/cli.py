@@ -1,7 +1,9 @@
 """Command line batch: ``python -m segmentation INPUT... --out results.zip``.
 
 Exit status: 0 when every input succeeded, 1 when some failed (the others are
-still written), 2 for a usage error (missing input, unreadable settings).
+still written), 2 for a usage error (missing input, unreadable settings, a
+scheduler that cannot be reached).  ``--scheduler`` runs the images on a Dask
+cluster (:mod:`segmentation.cluster`) into the same zip.
 """
 
 from __future__ import annotations
@@ -10,11 +12,13 @@ import argparse
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from .batch import ImageOutcome, run_batch
+from .cluster import ClusterError, DaskWorkers, connect
 from .conditions import compile_pattern
-from .inputs import plan_paths, stage
+from .inputs import InputPlan, plan_paths, stage
 from .params import MAX_SETTINGS_BYTES, Params
 from .safety import visible
 
@@ -37,7 +41,14 @@ def _parser() -> argparse.ArgumentParser:
                    help="read each image's condition from its path with a regular expression with named groups, "
                         "e.g. '(?P<well>[A-H]\\d{2})_(?P<treatment>[^_]+)' (default: the first sub-folder)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="N",
-                   help="images processed in parallel (default: every core, %(default)s here)")
+                   help="images processed in parallel (default: every core, %(default)s here); "
+                   "with --scheduler local, the number of Dask worker processes; ignored with a scheduler address")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run the images on a Dask cluster: the address of a running scheduler (as `dask scheduler` "
+                   "prints it, e.g. tcp://10.0.0.5:8786), or 'local' to start worker processes on this computer. "
+                   "The workers read the images from the same paths as this computer, so they need the same shared "
+                   "filesystem; images they cannot see are sent to them with the task. Results stream into the "
+                   "same zip. Needs Dask: pip install -e \".[cluster]\". See the README, 'On a cluster'")
     return p
 
 
@@ -74,6 +85,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for renamed in plan.renamed:
         print(f"renamed {visible(renamed.original)} -> {renamed.name}: {renamed.reason}", file=sys.stderr)
+    pool = None
+    if args.scheduler is not None:
+        try:
+            pool = _cluster(args.scheduler, args.workers)
+        except KeyboardInterrupt:
+            print("stopped before the batch started", file=sys.stderr)
+            return 130
+        if pool is None:
+            return 2
 
     def progress(done: int, total: int, outcome: ImageOutcome) -> None:
         if outcome.status == "ok":
@@ -83,6 +103,42 @@ def main(argv: list[str] | None = None) -> int:
             what = f"FAILED: {outcome.reason}"
         print(f"[{done}/{total}] {visible(outcome.name)}: {visible(what)}", file=sys.stderr, flush=True)
 
+    try:
+        return _run(args, params, plan, pool, progress)
+    finally:
+        if pool is not None:
+            pool.shutdown()
+
+
+def _cluster(address: str, workers: int) -> DaskWorkers | None:
+    """The Dask cluster's workers, or None after saying why they cannot be used."""
+    try:
+        pool = connect(address, workers=workers)
+    except ClusterError as exc:
+        print(f"error: {visible(str(exc))}", file=sys.stderr)
+        return None
+    try:
+        if not pool.client.nthreads():
+            print(f"cluster {visible(pool.address)} has no workers yet: waiting for the first (Ctrl-C to stop)",
+                  file=sys.stderr, flush=True)
+            pool.wait_for_workers(1)
+            pool.check_workers()
+        print(f"cluster {visible(pool.describe())}", file=sys.stderr, flush=True)
+        return pool
+    except ClusterError as exc:
+        message = str(exc)
+    except Exception as exc:  # noqa: BLE001 - the scheduler went away meanwhile, ...
+        message = f"lost the Dask scheduler at {address} ({type(exc).__name__}: {exc})"
+    except BaseException:
+        pool.shutdown()
+        raise
+    pool.shutdown()
+    print(f"error: {visible(message)}", file=sys.stderr)
+    return None
+
+
+def _run(args: argparse.Namespace, params: Params, plan: InputPlan, pool: DaskWorkers | None,
+         progress: Callable[[int, int, ImageOutcome], None]) -> int:
     with tempfile.TemporaryDirectory(prefix="nuclei-cli-") as staging:
         inputs, failed = stage(plan, staging)  # zip members are extracted here; files are read in place
         skipped = plan.skipped + failed
@@ -91,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"skipped {visible(s.name)}: {s.reason}", file=sys.stderr)
         try:
             report = run_batch(inputs, params, args.out, workers=args.workers, skipped=skipped, on_progress=progress,
-                               pattern=args.pattern, suggest_each=suggest_each)
+                               pattern=args.pattern, suggest_each=args.settings == "auto", pool=pool)
         except KeyboardInterrupt:
             print(f"stopped: {args.out} holds the images finished so far", file=sys.stderr)
             return 130

@@ -158,5 +158,8 @@ def roi_zip(labels: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for roi in rois(labels):
-            archive.writestr(f"{roi.name}.roi", roi.tobytes())
+            # a fixed date: the same labels give the same bytes, whenever and wherever they are written
+            entry = zipfile.ZipInfo(f"{roi.name}.roi", date_time=(1980, 1, 1, 0, 0, 0))
+            entry.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(entry, roi.tobytes())
     return buffer.getvalue()

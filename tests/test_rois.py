@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import zipfile
 from io import BytesIO
 
@@ -136,3 +137,11 @@ def test_an_image_without_objects_gives_an_empty_roi_set(tmp_path):
     assert zipfile.ZipFile(BytesIO(data)).namelist() == []
     with pytest.raises(ValueError, match="2-D"):
         roi_zip(np.zeros((2, 8, 8), np.uint32))
+
+
+def test_the_same_labels_give_the_same_bytes(sample, monkeypatch):
+    labels = segment(sample, Params()).labels
+    first = roi_zip(labels)
+    later = time.localtime(time.time() + 3 * 3600)  # written hours later (a batch on another machine)
+    monkeypatch.setattr(time, "localtime", lambda *a: later)
+    assert roi_zip(labels) == first
