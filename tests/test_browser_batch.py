@@ -114,10 +114,19 @@ def test_stop_keeps_the_images_done(streamlit_url, tmp_path):
     for i in range(n):
         shutil.copy(sources[i % len(sources)], folder / f"img_{i:03d}.png")
 
+    # settings that take seconds per image (an exact rolling ball), so Stop lands mid-run however fast the rest is
+    settings = tmp_path / "slow_settings.json"
+    settings.write_text(Params(background="rolling_ball", background_radius=25).to_json())
+
     with sync_playwright() as p:
         browser, page = open_batch_page(p, streamlit_url)
         try:
             upload_folder(page, folder, n)
+            page.get_by_text("From a settings file").click()
+            wait_for_run(page)
+            page.locator('[data-testid="stFileUploaderDropzoneInput"]').last.set_input_files(str(settings))
+            expect(page.get_by_text("Rolling ball").first).to_be_visible(timeout=15_000)
+            wait_for_run(page)
             page.get_by_role("button", name="Start batch").click()
             expect(page.get_by_text(re.compile(rf"[1-9]\d* of {n} images done"))).to_be_visible(timeout=45_000)
             ARTIFACTS.mkdir(exist_ok=True)
