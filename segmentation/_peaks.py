@@ -24,14 +24,23 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
 
 __all__ = ["peak_local_max"]
 
 
-def peak_local_max(image: np.ndarray, footprint: int, min_distance: int) -> np.ndarray:
+TILE = 16  # side of the tiles whose candidates are found again when the map changed near them
+
+
+def peak_local_max(image: np.ndarray, footprint: int, min_distance: int, cache: dict | None = None) -> np.ndarray:
     """Row, column of the peaks, as ``skimage.feature.peak_local_max(image, footprint=np.ones((footprint,
     footprint)), min_distance=min_distance)`` returns them (the same rows, in the same order).
+
+    With a `cache` dict kept between calls (the app keeps one per image),
+    the candidates of the previous map are reused wherever it did not change:
+    a new min size removes a few objects, and only the tiles around them are
+    filtered again.  The peaks are the same either way.
 
     Examples
     --------
@@ -43,22 +52,10 @@ def peak_local_max(image: np.ndarray, footprint: int, min_distance: int) -> np.n
     """
     image = np.asarray(image, dtype=np.float64)
     threshold = image.min()
-    above = image > threshold
-    if footprint > 1 and above.any():
-        # 1. candidates from a float32 maximum filter (a superset of the peaks)
-        low = image.astype(np.float32)
-        window_max = cv2.dilate(low, np.ones((footprint, footprint), np.uint8), borderType=cv2.BORDER_REPLICATE)
-        rows, cols = np.nonzero((low == window_max) & above)
-        # 2. the exact check, in float64, at the candidates only: the window of ndi.maximum_filter
-        # (origin 0, odd or even), its 'nearest' border by clipping the indices
-        offsets = np.arange(footprint) - footprint // 2
-        r = np.clip(rows[:, None] + offsets, 0, image.shape[0] - 1)
-        c = np.clip(cols[:, None] + offsets, 0, image.shape[1] - 1)
-        exact = image[r[:, :, None], c[:, None, :]].max(axis=(1, 2)) == image[rows, cols]
-        peaks = np.zeros(image.shape, dtype=bool)
-        peaks[rows[exact], cols[exact]] = True
+    if footprint > 1:
+        peaks = _window_maxima(image, footprint, threshold, cache)
     else:
-        peaks = above.copy()
+        peaks = image > threshold
     # away from the border, as exclude_border=True (by min_distance)
     if min_distance > 0:
         peaks[:min_distance] = peaks[-min_distance:] = False
@@ -69,6 +66,74 @@ def peak_local_max(image: np.ndarray, footprint: int, min_distance: int) -> np.n
     if min_distance > 1 and len(coords) > 1:
         coords = _spaced(coords, min_distance)
     return coords
+
+
+def _window_maxima(image: np.ndarray, footprint: int, threshold: float, cache: dict | None) -> np.ndarray:
+    """Pixels above `threshold` equal to the maximum of their window (``ndi.maximum_filter``, mode 'nearest')."""
+    key = ("peak_candidates", footprint)
+    known = cache.get(key) if cache is not None else None
+    candidates = None
+    if known is not None and known[0].shape == image.shape and known[1] == threshold:
+        reach = footprint // 2 + 1  # a window reaches this far around its pixel (odd or even footprint)
+        boxes = _changed_boxes(known[0], image, reach)
+        if boxes is not None:
+            candidates = known[2].copy()
+            h, w = image.shape
+            for rows, cols in boxes:
+                grown = (slice(max(rows.start - reach, 0), min(rows.stop + reach, h)),
+                         slice(max(cols.start - reach, 0), min(cols.stop + reach, w)))
+                inner = (slice(rows.start - grown[0].start, rows.stop - grown[0].start),
+                         slice(cols.start - grown[1].start, cols.stop - grown[1].start))
+                candidates[rows, cols] = _candidates(image[grown], footprint, threshold, image, grown)[inner]
+    if candidates is None:
+        candidates = _candidates(image, footprint, threshold, image, (slice(None), slice(None)))
+    if cache is not None:
+        cache[key] = (image, threshold, candidates)
+    return candidates
+
+
+def _changed_boxes(before: np.ndarray, after: np.ndarray, reach: int) -> list[tuple[slice, slice]] | None:
+    """Boxes covering every pixel whose window (`reach` px around it) holds a changed pixel; None when
+    they would cover most of the image.
+
+    The changes are gathered on a grid of TILE² tiles, grown by the reach,
+    and each group of touching tiles gives one box.
+    """
+    differ = before != after
+    h, w = differ.shape
+    th, tw = -(-h // TILE), -(-w // TILE)
+    padded = np.zeros((th * TILE, tw * TILE), dtype=bool)
+    padded[:h, :w] = differ
+    tiles = padded.reshape(th, TILE, tw, TILE).any(axis=(1, 3))
+    n = -(-reach // TILE)  # tiles as far as a window reaches from a changed one
+    tiles = ndi.binary_dilation(tiles, np.ones((2 * n + 1, 2 * n + 1), bool))
+    if tiles.sum() > tiles.size // 2:
+        return None
+    groups, _ = ndi.label(tiles, np.ones((3, 3), bool))
+    return [(slice(r.start * TILE, min(r.stop * TILE, h)), slice(c.start * TILE, min(c.stop * TILE, w)))
+            for r, c in ndi.find_objects(groups)]
+
+
+def _candidates(region: np.ndarray, footprint: int, threshold: float, image: np.ndarray,
+                where: tuple[slice, slice]) -> np.ndarray:
+    """The window maxima of `region` (``image[where]``), exact wherever the window stays inside `region`
+    or leaves it at the image's own border."""
+    above = region > threshold
+    peaks = np.zeros(region.shape, dtype=bool)
+    if not above.any():
+        return peaks
+    # 1. candidates from a float32 maximum filter (a superset of the peaks)
+    low = region.astype(np.float32)
+    window_max = cv2.dilate(low, np.ones((footprint, footprint), np.uint8), borderType=cv2.BORDER_REPLICATE)
+    rows, cols = np.nonzero((low == window_max) & above)
+    # 2. the exact check, in float64, at the candidates only: the window of ndi.maximum_filter
+    # (origin 0, odd or even), its 'nearest' border by clipping the indices to the whole image
+    offsets = np.arange(footprint) - footprint // 2
+    r = np.clip(rows[:, None] + where[0].indices(image.shape[0])[0] + offsets, 0, image.shape[0] - 1)
+    c = np.clip(cols[:, None] + where[1].indices(image.shape[1])[0] + offsets, 0, image.shape[1] - 1)
+    exact = image[r[:, :, None], c[:, None, :]].max(axis=(1, 2)) == region[rows, cols]
+    peaks[rows[exact], cols[exact]] = True
+    return peaks
 
 
 def _spaced(coords: np.ndarray, spacing: int) -> np.ndarray:

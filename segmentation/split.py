@@ -132,9 +132,10 @@ def _any_touching(coords: np.ndarray, markers: np.ndarray) -> bool:
     return False
 
 
-def _peak_local_max_seeds(distance: np.ndarray, mask: np.ndarray, params: Params) -> tuple[np.ndarray, np.ndarray]:
+def _peak_local_max_seeds(distance: np.ndarray, mask: np.ndarray, params: Params,
+                          cache: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     # exactly peak_local_max(distance, footprint=np.ones((k, k)), min_distance=d), faster (see _peaks.py)
-    coords = peak_local_max(distance, params.footprint, params.min_distance)
+    coords = peak_local_max(distance, params.footprint, params.min_distance, cache=cache)
     # A smoothed map (distance_sigma > 0) can peak just outside the mask; the
     # watershed ignores such seeds, so drop them here (keeps labels 1..N).
     coords = coords[np.asarray(mask, dtype=bool)[tuple(coords.T)]].astype(np.intp)
@@ -146,7 +147,8 @@ def _peak_local_max_seeds(distance: np.ndarray, mask: np.ndarray, params: Params
     return markers, coords
 
 
-def _h_maxima_seeds(distance: np.ndarray, mask: np.ndarray, params: Params) -> tuple[np.ndarray, np.ndarray]:
+def _h_maxima_seeds(distance: np.ndarray, mask: np.ndarray, params: Params,
+                    cache: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     maxima = h_maxima(distance, params.h) & mask
     markers, _ = ndi.label(maxima, structure=np.ones((3, 3)))
     if markers.max() == 0:
@@ -155,7 +157,8 @@ def _h_maxima_seeds(distance: np.ndarray, mask: np.ndarray, params: Params) -> t
     return markers, np.rint(np.asarray(centres)).astype(np.intp).reshape(-1, 2)
 
 
-# Seeds for the watershed: func(distance, mask, params) -> (labelled seeds, their row/column).
+# Seeds for the watershed: func(distance, mask, params, cache) -> (labelled seeds, their row/column);
+# `cache` is a dict kept between calls on the same image, or None.
 SEED_METHODS: dict[str, Method] = {
     "peak_local_max": Method(
         "Local maxima (course)", "Highest points of the distance map, one per 'footprint' window and at least "
@@ -170,8 +173,11 @@ SEED_METHODS: dict[str, Method] = {
 }
 
 
-def find_seeds(distance: np.ndarray, mask: np.ndarray, params: Params) -> tuple[np.ndarray, np.ndarray]:
+def find_seeds(distance: np.ndarray, mask: np.ndarray, params: Params,
+               cache: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Seeds for the watershed, labelled, and their coordinates.
+
+    `cache`: a dict kept between calls on the same image (see :func:`split_objects`).
 
     Returns
     -------
@@ -182,7 +188,7 @@ def find_seeds(distance: np.ndarray, mask: np.ndarray, params: Params) -> tuple[
     """
     if params.seed_method not in SEED_METHODS:
         raise ValueError(f"unknown seed method {params.seed_method!r}")
-    return SEED_METHODS[params.seed_method].func(distance, mask, params)
+    return SEED_METHODS[params.seed_method].func(distance, mask, params, cache)
 
 
 def split_objects(mask: np.ndarray, params: Params, cache: dict | None = None) -> SplitResult:
@@ -214,7 +220,7 @@ def split_objects(mask: np.ndarray, params: Params, cache: dict | None = None) -
         cache.clear()
     objects = ObjectTable(mask)
     distance = distance_map(mask, params.distance_sigma, cache, objects)
-    markers, coords = find_seeds(distance, mask, params)
+    markers, coords = find_seeds(distance, mask, params, cache)
     if params.seed_method == "peak_local_max":
         seed_px = np.ravel_multi_index(tuple(coords.T), mask.shape) if len(coords) else np.empty(0, np.intp)
     else:

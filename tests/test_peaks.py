@@ -68,3 +68,51 @@ def test_real_distance_maps(name):
     for footprint, min_distance in [(25, 10), (15, 5), (9, 3)]:
         same(distance, footprint, min_distance)
     same(ndi.gaussian_filter(distance, 2.0), 25, 10)
+
+
+# --- with a cache: the candidates of the previous map reused where it did not change ----------
+
+
+def test_a_cache_follows_objects_removed_and_added(dapi16):
+    """A min size sweep up and down on a real image: each map differs from the last by a few objects."""
+    from segmentation import _peaks
+    from segmentation.refine import remove_small
+
+    big = np.tile(dapi16, (2, 2))[:1100, :1300]  # several tiles, objects across tile edges
+    mask = segment(big, Params(split="none", min_size=1)).mask
+    cache: dict = {}
+    calls = []
+    real = _peaks._candidates
+    _peaks._candidates = lambda region, *a: calls.append(region.size) or real(region, *a)
+    try:
+        for min_size in [1, 200, 400, 600, 400, 50, 2000, 1]:
+            distance = ndi.distance_transform_edt(remove_small(mask, min_size))
+            for footprint, min_distance in [(25, 10), (9, 3), (300, 2)]:
+                expected = skimage_peaks(distance, footprint=np.ones((footprint,) * 2), min_distance=min_distance)
+                got = peak_local_max(distance, footprint, min_distance, cache=cache)
+                np.testing.assert_array_equal(got, expected.reshape(-1, 2), err_msg=f"min size {min_size}, "
+                                              f"footprint {footprint}")
+    finally:
+        _peaks._candidates = real
+    assert min(calls) < big.size / 4  # some calls really filtered only a few tiles
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_cache_on_random_changes(seed):
+    rng = np.random.default_rng(seed)
+    cache: dict = {}
+    mask = blobs(seed, shape=(300, 420))
+    for _ in range(6):
+        # remove or add a few blobs anywhere, near tile edges included
+        labels, n = ndi.label(mask)
+        gone = rng.choice(np.arange(1, n + 1), size=min(n, 3), replace=False)
+        mask = mask & ~np.isin(labels, gone) | (blobs(int(rng.integers(1000)), shape=mask.shape)
+                                                 & (rng.random(mask.shape) < 0.002))
+        distance = ndi.distance_transform_edt(mask)
+        for footprint, min_distance in [(25, 10), (8, 3), (131, 1)]:
+            expected = skimage_peaks(distance, footprint=np.ones((footprint,) * 2), min_distance=min_distance)
+            np.testing.assert_array_equal(peak_local_max(distance, footprint, min_distance, cache=cache),
+                                          expected.reshape(-1, 2))
+    smooth = ndi.gaussian_filter(distance, 1.5)  # the whole map changes: computed afresh
+    np.testing.assert_array_equal(peak_local_max(smooth, 25, 10, cache=cache),
+                                  skimage_peaks(smooth, footprint=np.ones((25, 25)), min_distance=10).reshape(-1, 2))
