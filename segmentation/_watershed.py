@@ -108,7 +108,8 @@ def watershed_by_object(
         Labelled seeds, 0 elsewhere.
     mask : (M, N) bool ndarray
     seed_px : 1-D int ndarray, optional
-        Raveled indices of the seed pixels inside the mask, when known.
+        Raveled indices of every nonzero pixel of `markers`, when known
+        (saves a pass over the whole image; those outside the mask are dropped).
     objects : ObjectTable, optional
         ``ObjectTable(mask)``, when already built.
     trace : collections.Counter, optional
@@ -137,10 +138,18 @@ def watershed_by_object(
     True
     """
     mask = np.asarray(mask, dtype=bool)
-    markers = np.where(mask, markers, 0).astype(np.int32, copy=False)
     distance = np.asarray(distance, dtype=np.float64)
     if seed_px is None:
+        markers = np.where(mask, markers, 0).astype(np.int32, copy=False)
         seed_px = np.flatnonzero(markers)
+    else:
+        # seeds outside the mask flood nothing: zero them (a look at the seeds, not at every pixel)
+        markers = np.asarray(markers).astype(np.int32, copy=False)
+        outside = seed_px[~mask.ravel()[seed_px]]
+        if outside.size:
+            markers = markers.copy()
+            markers.ravel()[outside] = 0
+            seed_px = seed_px[mask.ravel()[seed_px]]
     objects = objects if objects is not None else ObjectTable(mask)
     trace = trace if trace is not None else Counter()
     if objects.count == 0 or seed_px.size == 0:

@@ -13,6 +13,7 @@ the app, the batch and the exported script.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import io
 import json
@@ -354,6 +355,7 @@ def script_text(params: Params) -> str:
     return text
 
 
+@functools.cache  # the source files do not change while the program runs
 def _helper_sources() -> str:
     """The source of what the script calls from this package.
 

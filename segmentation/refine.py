@@ -28,21 +28,25 @@ def connected_components(mask: np.ndarray) -> np.ndarray:
     return labels.astype(np.int32, copy=False)
 
 
-def remove_small(mask: np.ndarray, min_size: int, labels: np.ndarray | None = None) -> np.ndarray:
+def remove_small(mask: np.ndarray, min_size: int, labels: np.ndarray | None = None,
+                 sizes: np.ndarray | None = None) -> np.ndarray:
     """Remove objects smaller than `min_size` pixels.
 
     Same as ``remove_small_objects(mask, max_size=min_size - 1)`` (scikit-image
     0.26 removes objects *up to and including* ``max_size``), 4-connected.
-    `labels` are ``connected_components(mask)`` when already computed.
+    `labels` are ``connected_components(mask)`` when already computed, and
+    `sizes` their ``np.bincount``.
     """
     mask = np.asarray(mask, dtype=bool)
     if min_size <= 1:
         return mask.copy()
     if labels is None:
         labels = connected_components(mask)
-    keep = np.bincount(labels.ravel()) >= min_size
+    if sizes is None:
+        sizes = np.bincount(labels.ravel())
+    keep = sizes >= min_size
     keep[0] = False
-    return keep[labels]
+    return keep.take(labels)
 
 
 def _dilate_disk(mask: np.ndarray, radius: int) -> np.ndarray:
@@ -119,10 +123,12 @@ def fill_holes(mask: np.ndarray, max_hole_size: int = 0) -> np.ndarray:
     return ~open_to_border[background] | mask
 
 
-def refine_mask(mask: np.ndarray, params: Params, labels: np.ndarray | None = None) -> np.ndarray:
+def refine_mask(mask: np.ndarray, params: Params, labels: np.ndarray | None = None,
+                sizes: np.ndarray | None = None) -> np.ndarray:
     """Remove small objects, close, open and fill holes as set in `params`.
 
-    `labels`, if given, are ``connected_components(mask)`` (see :func:`remove_small`).
+    `labels` and `sizes`, if given, are ``connected_components(mask)`` and their
+    sizes (see :func:`remove_small`).
 
     Examples
     --------
@@ -131,7 +137,7 @@ def refine_mask(mask: np.ndarray, params: Params, labels: np.ndarray | None = No
     >>> int(refine_mask(m, Params(min_size=2, closing_radius=0)).sum())
     25
     """
-    out = remove_small(mask, params.min_size, labels)
+    out = remove_small(mask, params.min_size, labels, sizes)
     if params.closing_radius > 0:
         out = closing(out, params.closing_radius)
     if params.opening_radius > 0:

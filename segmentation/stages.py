@@ -164,10 +164,10 @@ def run_stages(
     thresholded = stage("threshold", "filter", lambda: threshold_image(filtered, params.only("threshold")))
     # 3. clean up the mask (objects are counted once per threshold, so a new min size is a look-up)
     def refined() -> np.ndarray:
-        labels = None
+        labels = sizes = None
         if params.min_size > 1:
-            labels = cache.get((*keys["threshold"], "components"), lambda: connected_components(thresholded.mask))
-        return refine_mask(thresholded.mask, params.only("refine"), labels)
+            labels, sizes = cache.get((*keys["threshold"], "components"), lambda: _components(thresholded.mask))
+        return refine_mask(thresholded.mask, params.only("refine"), labels, sizes)
 
     mask = stage("refine", "threshold", refined)
     # 4. split touching nuclei, keyed on the mask itself
@@ -178,6 +178,11 @@ def run_stages(
     removed = cache.get((*keys["objects"], *keys["threshold"], "removed"),
                         lambda: removed_pixels(thresholded.mask, mask, kept.labels))
     return Stages(image, filtered, thresholded, mask, kept, removed, keys)
+
+
+def _components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    labels = connected_components(mask)
+    return labels, np.bincount(labels.ravel())
 
 
 def _key(upstream: tuple, name: str, params: Params) -> tuple:
