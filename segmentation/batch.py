@@ -35,7 +35,7 @@ from .params import Params
 from .pipeline import segment
 from .safety import csv_safe
 from .suggest import suggest
-from .workers import LocalWorkers, outcomes
+from .workers import LocalWorkers, one_thread_each, outcomes
 
 __all__ = [
     "ImageOutcome",
@@ -399,10 +399,17 @@ def _outcomes(jobs: list[Job], pool: LocalWorkers | None, workers: int,
               should_stop: Callable[[], bool]):
     """Outcomes in completion order: in this process for one worker, else in worker processes."""
     if pool is None and workers <= 1:
-        for job in jobs:
-            if should_stop():
-                return
-            yield _run_job(job)
+        import cv2
+
+        threads = cv2.getNumThreads()
+        one_thread_each()  # one worker: one core, as each worker process has
+        try:
+            for job in jobs:
+                if should_stop():
+                    return
+                yield _run_job(job)
+        finally:
+            cv2.setNumThreads(threads)
         return
     own = pool is None
     pool = pool or LocalWorkers(workers)

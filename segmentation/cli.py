@@ -21,6 +21,7 @@ from .conditions import compile_pattern
 from .inputs import InputPlan, plan_paths, stage
 from .params import MAX_SETTINGS_BYTES, Params
 from .safety import visible
+from .workers import LocalWorkers
 
 __all__ = ["main"]
 
@@ -94,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
             return 130
         if pool is None:
             return 2
+    elif args.workers > 1 and len(plan.images) > 1:
+        pool = LocalWorkers(min(args.workers, len(plan.images)))
+        pool.warm()  # the workers start and warm up while the inputs are staged
 
     def progress(done: int, total: int, outcome: ImageOutcome) -> None:
         if outcome.status == "ok":
@@ -137,7 +141,7 @@ def _cluster(address: str, workers: int) -> DaskWorkers | None:
     return None
 
 
-def _run(args: argparse.Namespace, params: Params, plan: InputPlan, pool: DaskWorkers | None,
+def _run(args: argparse.Namespace, params: Params, plan: InputPlan, pool: DaskWorkers | LocalWorkers | None,
          progress: Callable[[int, int, ImageOutcome], None]) -> int:
     with tempfile.TemporaryDirectory(prefix="nuclei-cli-") as staging:
         inputs, failed = stage(plan, staging)  # zip members are extracted here; files are read in place

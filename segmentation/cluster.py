@@ -45,7 +45,7 @@ from typing import Any
 
 from .batch import ImageOutcome
 from .inputs import BatchInput
-from .workers import _without_main_script
+from .workers import _without_main_script, one_thread_each
 
 __all__ = ["ClusterError", "DaskWorkers", "connect", "default_address", "INSTALL_HINT", "SCHEDULER_ENV"]
 
@@ -124,6 +124,7 @@ def _tune_malloc() -> bool:
 def _on_worker(fn: Callable[[Any], Any], job: tuple, data: bytes | None, seen: tuple[int, int] | None) -> Any:
     """Run ``fn(job)`` on a worker, with the image's bytes when they travelled with the task."""
     _tune_malloc()
+    one_thread_each()  # a worker per core, as `dask worker --nthreads 1` starts them
     inp, *rest = job
     if data is not None:
         inp = replace(inp, source=data)

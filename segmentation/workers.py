@@ -60,10 +60,36 @@ def memory_limit(workers: int) -> int | None:
     return max(2 * _GB, int(0.8 * total / max(1, workers)))
 
 
+def one_thread_each() -> None:
+    """One image per core: OpenCV's own threads would only compete with the other workers."""
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def _warm_up() -> None:
+    """One tiny image through everything a batch image goes through (the first real one is then not slower)."""
+    import io
+
+    import numpy as np
+    import tifffile
+
+    from .batch import BatchInput, process_one
+    from .params import Params
+
+    yy, xx = np.mgrid[:64, :64]
+    image = (1000 * (((yy - 20) ** 2 + (xx - 20) ** 2 < 100) | ((yy - 40) ** 2 + (xx - 44) ** 2 < 120))
+             + 100).astype(np.uint16)
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, image)
+    process_one(BatchInput("warm.tif", buffer.getvalue()), "warm", Params())
+
+
 def _start_worker(limit: int | None) -> None:
     """Run in each new worker process."""
     with contextlib.suppress(OSError, AttributeError):
         os.nice(NICENESS)
+    one_thread_each()
     if limit is not None:
         try:
             import resource
@@ -120,6 +146,16 @@ class LocalWorkers:
             ctx.set_forkserver_preload(["segmentation.batch"])
         return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_start_worker,
                                    initargs=(self.limit,))
+
+    def warm(self) -> None:
+        """Start the worker processes now and let each segment a tiny image, without waiting.
+
+        Called before a batch's inputs are read: the workers import the
+        library and load scikit-image's lazily imported parts meanwhile, not
+        on the batch's first images.
+        """
+        for _ in range(self.workers):
+            self.submit(_warm_up)
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
         """Run ``fn(*args)`` in a worker (rebuilding the pool first if it is broken)."""
