@@ -415,14 +415,21 @@ def metrics(stages: Stages, params: Params, image_key: str):
     area_slot.metric("Median area", "…")
     c[3].metric("Foreground", f"{np.count_nonzero(stages.labels) / stages.labels.size:.1%}",
                 help="Share of the image inside a kept object (after every refinement and object filter).")
-    stats = image_stats(image_key, stages.image)
-    at_max = round(stats["at_max"] * stages.image.size)
+    saturation_note(stages.image, image_key)
+    return area_slot
+
+
+def saturation_note(image: np.ndarray, image_key: str) -> None:
+    """A caption when pixels pile up at the maximum (saturated detector), and only then."""
+    stats = image_stats(image_key, image)
+    if not stats["dtype_max"] and stats["at_max"] <= 0.001:
+        return  # a few pixels at the brightest value: nothing to say
+    at_max = round(stats["at_max"] * image.size)
     pixels = f"{at_max:,} pixels ({stats['at_max']:.2%}) sit" if at_max != 1 else f"1 pixel ({stats['at_max']:.2%}) sits"
     note = f"{pixels} at the maximum value {format_value(stats['max'])}"
     if stats["dtype_max"]:
-        note += f" (the {stages.image.dtype} ceiling)"
+        note += f" (the {image.dtype} ceiling)"
     st.caption(note + (": check for saturation." if stats["at_max"] > 0.001 else "."))
-    return area_slot
 
 
 def histogram(stages: Stages, params: Params, image_key: str) -> None:

@@ -307,3 +307,15 @@ def test_a_slow_rolling_ball_is_announced_with_a_one_click_faster_equivalent():
     assert (params.background, params.background_radius) == ("rolling_ball_fast", 60.0)
     assert at.sidebar.selectbox(key="w_background").value == "rolling_ball_fast"  # the sidebar follows
     assert not any("The filters take about" in i.value for i in at.info)
+
+
+def test_saturation_is_mentioned_only_when_pixels_pile_up_at_the_maximum():
+    at = run_app()  # the sample: one pixel at its maximum, far below the uint16 ceiling
+    assert not any("at the maximum value" in c.value for c in at.caption)
+    plane = load_plane(SAMPLE)[0].copy()
+    plane[:40, :40] = 65535  # 0.6 % of the pixels clipped at the 16-bit ceiling
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, plane)
+    at.sidebar.file_uploader(key="upload_0").set_value(("clipped.tif", buf.getvalue(), "image/tiff")).run()
+    note = next(c.value for c in at.caption if "at the maximum value" in c.value)
+    assert "1,600 pixels" in note and "uint16 ceiling" in note and "check for saturation" in note
