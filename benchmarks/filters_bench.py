@@ -21,13 +21,9 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 from skimage import morphology, restoration
-from skimage.feature import peak_local_max
-from skimage.filters import gaussian, threshold_otsu
-from skimage.measure import label
-from skimage.morphology import closing, disk, remove_small_objects
-from skimage.segmentation import watershed
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pipeline_bench import course_recipe  # noqa: E402
 from synthetic import nuclei_image  # noqa: E402
 
 from segmentation._median import median_filter  # noqa: E402
@@ -37,16 +33,6 @@ from segmentation._tophat import white_tophat_disk  # noqa: E402
 MEDIAN_SIZES = (3, 5, 9, 15, 25, 16)
 BALL_RADII = (25, 50)
 TOPHAT_RADII = (25, 50)
-
-
-def course_recipe(image: np.ndarray) -> np.ndarray:
-    smooth = gaussian(image, sigma=1)
-    mask = closing(remove_small_objects(smooth > threshold_otsu(smooth), max_size=9), disk(1))
-    distance = ndi.distance_transform_edt(mask)
-    coords = peak_local_max(distance, footprint=np.ones((25, 25)), min_distance=10)
-    peaks = np.zeros(distance.shape, bool)
-    peaks[tuple(coords.T)] = True
-    return watershed(-distance, label(peaks), mask=mask)
 
 
 def timed(fn, repeats: int = 3):

@@ -8,21 +8,15 @@ recipe (labels only, no measuring) on the same synthetic image.
 
 from __future__ import annotations
 
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage as ndi
 from scipy.spatial import ConvexHull
-from skimage.feature import peak_local_max
-from skimage.filters import gaussian, threshold_otsu
-from skimage.measure import grid_points_in_poly, label, regionprops_table
-from skimage.morphology import closing, disk, remove_small_objects
-from skimage.segmentation import watershed
+from skimage.measure import grid_points_in_poly, regionprops_table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pipeline_bench import best, course_recipe  # noqa: E402
 from synthetic import nuclei_image  # noqa: E402
 
 from segmentation import Params, segment  # noqa: E402
@@ -34,25 +28,6 @@ REGIONPROPS = (
     "perimeter", "equivalent_diameter_area", "axis_major_length", "axis_minor_length",
     "eccentricity", "solidity",
 )
-
-
-def course_recipe(image: np.ndarray) -> np.ndarray:
-    smooth = gaussian(image, sigma=1)
-    mask = closing(remove_small_objects(smooth > threshold_otsu(smooth), max_size=9), disk(1))
-    distance = ndi.distance_transform_edt(mask)
-    coords = peak_local_max(distance, footprint=np.ones((25, 25)), min_distance=10)
-    peaks = np.zeros(distance.shape, bool)
-    peaks[tuple(coords.T)] = True
-    return watershed(-distance, label(peaks), mask=mask)
-
-
-def best(fn, repeats: int = 3) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def convex_area_per_object(labels: np.ndarray) -> np.ndarray:

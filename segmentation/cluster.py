@@ -44,7 +44,6 @@ from pathlib import Path
 from typing import Any
 
 from .batch import ImageOutcome
-from .inputs import BatchInput
 from .workers import _without_main_script, one_thread_each
 
 __all__ = ["ClusterError", "DaskWorkers", "connect", "default_address", "INSTALL_HINT", "SCHEDULER_ENV"]

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
-from .io import IMAGE_SUFFIXES, is_hidden, is_image_name
+from .io import IMAGE_SUFFIXES, format_bytes, is_hidden, is_image_name
 
 __all__ = [
     "SKIP_REASONS",
@@ -353,14 +353,14 @@ class _Planner:
             return self.skip(
                 shown,
                 "too_large",
-                f"too large: {_size(size)} uncompressed, above the limit of "
-                f"{_size(limits.max_member_bytes)} for one file in a zip",
+                f"too large: {format_bytes(size)} uncompressed, above the limit of "
+                f"{format_bytes(limits.max_member_bytes)} for one file in a zip",
             )
         if size > limits.ratio_from_bytes and size > limits.max_ratio * max(packed, 1):
             return self.skip(
                 shown,
                 "too_large",
-                f"too large: it unpacks from {_size(packed)} to {_size(size)}, "
+                f"too large: it unpacks from {format_bytes(packed)} to {format_bytes(size)}, "
                 f"more than {limits.max_ratio:g} times its size, as a zip bomb "
                 "does. Add the image itself instead of a zip",
             )
@@ -369,7 +369,7 @@ class _Planner:
                 shown,
                 "too_large",
                 f"too large: with it, the images in the zips would unpack to more "
-                f"than {_size(limits.max_total_bytes)} in all. Run the batch in "
+                f"than {format_bytes(limits.max_total_bytes)} in all. Run the batch in "
                 "several parts",
             )
         self.zip_bytes += size
@@ -630,14 +630,6 @@ def _open_source(plan: InputPlan, source: Path | int) -> BinaryIO:
     if isinstance(source, Path):
         return open(source, "rb")
     return io.BytesIO(_upload_bytes(plan.uploads[source]))
-
-
-def _size(n_bytes: float) -> str:
-    if n_bytes >= 1e9:
-        return f"{n_bytes / 1e9:,.1f} GB"
-    if n_bytes >= 1e6:
-        return f"{n_bytes / 1e6:,.1f} MB"
-    return f"{n_bytes / 1e3:,.1f} kB"
 
 
 _EOCD = b"PK\x05\x06"

@@ -811,8 +811,8 @@ def _check_bytes(name: str, n_bytes: int, what: str, limits: SizeLimits) -> None
         return
     raise ImageTooLargeError(
         f"Cannot read '{name}': the image is too large. Reading it needs "
-        f"{_gigabytes(n_bytes)} of memory ({what}); the limit is "
-        f"{_gigabytes(limits.max_bytes)}. In Fiji, keep only the channel and "
+        f"{format_bytes(n_bytes)} of memory ({what}); the limit is "
+        f"{format_bytes(limits.max_bytes)}. In Fiji, keep only the channel and "
         "z-slices you need (Image > Duplicate...), or crop or bin it, and save "
         f"the result as TIFF; {_raise_limit(MAX_BYTES_ENV, 'gigabytes')}"
     )
@@ -826,12 +826,11 @@ def _out_of_memory(name: str) -> ImageTooLargeError:
     )
 
 
-def _gigabytes(n_bytes: float) -> str:
-    if n_bytes >= 1e9:
-        return f"{n_bytes / 1e9:,.1f} GB"
-    if n_bytes >= 1e6:
-        return f"{n_bytes / 1e6:,.0f} MB"
-    return f"{n_bytes / 1e3:,.0f} kB"
+def format_bytes(n_bytes: float) -> str:
+    """A size as people read it: "4.3 GB", "512 MB", "5.0 kB"."""
+    unit, size = next(((u, s) for u, s in (("GB", 1e9), ("MB", 1e6)) if n_bytes >= s), ("kB", 1e3))
+    value = n_bytes / size
+    return f"{value:,.1f} {unit}" if value < 10 else f"{value:,.0f} {unit}"
 
 
 def _megapixels(value: float) -> str:

@@ -125,3 +125,20 @@ def wait_for_run(page, timeout: float = 30_000) -> None:
         pass
     expect(app).to_have_attribute("data-test-script-state", "notRunning", timeout=timeout)
     expect(page.locator('[data-testid="stStatusWidget"]')).to_have_count(0, timeout=timeout)
+
+
+def open_app(browser, url: str, width: int = 1440, height: int = 900):
+    """A new tab on the app's first page, its first run over."""
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.goto(url)
+    wait_for_run(page, 60_000)
+    return page
+
+
+def upload_image(page, path) -> None:
+    """Open `path` with the Segment page's uploader and wait for its result."""
+    from playwright.sync_api import expect
+
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(path))
+    expect(page.get_by_text(Path(path).name).first).to_be_visible(timeout=30_000)
+    wait_for_run(page, 60_000)

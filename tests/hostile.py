@@ -371,3 +371,18 @@ def build(folder: Path) -> dict[str, Path]:
 
 def small_tiff_array() -> np.ndarray:
     return tifffile.imread(io.BytesIO(small_tiff(0)))
+
+
+def zip_with_every_fault(good: list[tuple[str, bytes]], huge: bytes) -> bytes:
+    """A zip of the `good` images with, in the middle, a damaged member, an encrypted one and the valid
+    but `huge` TIFF, and at the end a zip bomb (256 MiB of zeros)."""
+    members = [*good[:10], ("exp/damaged.tif", small_tiff(90)), ("exp/secret.tif", small_tiff(91)),
+               ("exp/huge_20k.tif", huge), *good[10:]]
+    data = damage_member(zip_bytes(members), "exp/damaged.tif")
+    data = patch_member(data, "exp/secret.tif", flag_bits=1)
+    buf = io.BytesIO(data)
+    with zipfile.ZipFile(buf, "a", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+        with archive.open("exp/zeros.tif", "w", force_zip64=True) as dst:
+            for _ in range(256):
+                dst.write(bytes(1 << 20))
+    return buf.getvalue()

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import tifffile
 
-from segmentation import ImageReadError, Params, segment
+from segmentation import Params, segment
 from testdata import SAMPLE
 from segmentation.batch import (
     SUMMARY_COLUMNS,

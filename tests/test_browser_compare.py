@@ -11,7 +11,7 @@ import tifffile
 pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
-from browser import ROOT, launch, needs_chromium, streamlit_url, wait_for_run  # noqa: E402,F401
+from browser import ROOT, launch, needs_chromium, open_app, streamlit_url, upload_image, wait_for_run  # noqa: E402,F401
 from testdata import SAMPLE  # noqa: E402
 
 pytestmark = needs_chromium
@@ -26,12 +26,8 @@ def test_a_sparse_image_opens_on_its_nuclei(streamlit_url, tmp_path):
     with sync_playwright() as p:
         browser = launch(p)
         for width, height in ((1440, 900), (1024, 768)):
-            page = browser.new_page(viewport={"width": width, "height": height})
-            page.goto(streamlit_url)
-            wait_for_run(page, 60_000)
-            page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(path))
-            expect(page.get_by_text("sparse.tif").first).to_be_visible(timeout=30_000)
-            wait_for_run(page, 60_000)
+            page = open_app(browser, streamlit_url, width, height)
+            upload_image(page, path)
             page.locator('[data-testid="stSidebarNavLink"]', has_text="Compare").click()
             expect(page.get_by_role("heading", name="Compare")).to_be_visible(timeout=15_000)
             wait_for_run(page, 120_000)

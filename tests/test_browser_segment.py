@@ -9,7 +9,7 @@ import tifffile
 pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
-from browser import launch, needs_chromium, streamlit_url, wait_for_run  # noqa: E402,F401
+from browser import launch, needs_chromium, open_app, streamlit_url, upload_image, wait_for_run  # noqa: E402,F401
 from segmentation import Params, segment  # noqa: E402
 from testdata import SAMPLE  # noqa: E402
 
@@ -102,12 +102,8 @@ def test_suggest_settings_on_an_uploaded_16bit_image(streamlit_url, tmp_path):
     expected = segment(plane, suggestion.params).count
     with sync_playwright() as p:
         browser = launch(p)
-        page = browser.new_page(viewport={"width": 1440, "height": 900})
-        page.goto(streamlit_url)
-        wait_for_run(page, 60_000)
-        page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(path))
-        expect(page.get_by_text("dapi16.tif").first).to_be_visible(timeout=30_000)
-        wait_for_run(page, 60_000)
+        page = open_app(browser, streamlit_url)
+        upload_image(page, path)
         page.get_by_role("button", name="Suggest settings for this image").click()
         wait_for_run(page, 60_000)
         expect(page.get_by_text("Suggested from this image")).to_be_visible(timeout=30_000)
@@ -126,12 +122,8 @@ def test_a_reload_keeps_the_settings_and_the_image(streamlit_url, tmp_path):
     tifffile.imwrite(path, plane)
     with sync_playwright() as p:
         browser = launch(p)
-        page = browser.new_page(viewport={"width": 1440, "height": 900})
-        page.goto(streamlit_url)
-        wait_for_run(page, 60_000)
-        page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(path))
-        expect(page.get_by_text("tuned.tif").first).to_be_visible(timeout=30_000)
-        wait_for_run(page, 60_000)
+        page = open_app(browser, streamlit_url)
+        upload_image(page, path)
         slider = page.get_by_role("slider", name="Remove objects smaller than (px)")
         slider.focus()
         for _ in range(40):
@@ -158,9 +150,7 @@ def test_first_screen_at_1440_and_nothing_cut_at_1024(streamlit_url):
     with sync_playwright() as p:
         browser = launch(p)
         for width, height in ((1440, 900), (1024, 768)):
-            page = browser.new_page(viewport={"width": width, "height": height})
-            page.goto(streamlit_url)
-            wait_for_run(page, 60_000)
+            page = open_app(browser, streamlit_url, width, height)
             expect(page.get_by_text("Labels (").first).to_be_visible(timeout=30_000)
             views = page.locator('[data-testid="stImage"] img')
             boxes = [views.nth(i).bounding_box() for i in range(4)]

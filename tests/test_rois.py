@@ -9,10 +9,8 @@ from io import BytesIO
 import numpy as np
 import pytest
 import roifile
-import tifffile
 from skimage.draw import polygon2mask
 
-from testdata import require_shared
 from segmentation import Params, segment
 from segmentation.measure import measure_objects
 from segmentation.rois import outlines, roi_zip, rois

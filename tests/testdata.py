@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tifffile
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "segmentation" / "data" / "sample_nuclei.tif"
