@@ -198,9 +198,9 @@ def _work(job: BatchJob, plan: InputPlan) -> None:
             job.where = f"the Dask cluster ({own.describe()})"
         job.phase, job.run_started = "running", time.monotonic()
         try:
-            report = run_batch(inputs, job.params, job.zip_path, skipped=plan.skipped + failed, on_progress=progress,
-                               should_stop=job.stop.is_set, pool=pool, pattern=job.pattern,
-                               suggest_each=job.suggest_each)
+            report = run_batch(inputs, job.params, job.zip_path, skipped=plan.skipped, unreadable=failed,
+                               on_progress=progress, should_stop=job.stop.is_set, pool=pool,
+                               pattern=job.pattern, suggest_each=job.suggest_each)
         finally:
             if own is not None:
                 own.shutdown()
@@ -452,7 +452,7 @@ def progress_panel() -> None:
     else:
         parts = [f"**{job.done} of {job.total} images done**"]
         if job.last:
-            parts.append(f"last finished: {job.last}")
+            parts.append(f"last finished: {escape_markdown(job.last)}")
         left = job.seconds_left()
         if left is not None and job.done < job.total:
             parts.append(f"about {_duration(left)} left")
@@ -717,7 +717,8 @@ def results(job: BatchJob) -> None:
     c = st.columns([1, 1, 1, 1, 1, 1.6], vertical_alignment="center")
     c[0].metric("Segmented", f"{n_ok} of {job.total}")
     c[1].metric("Failed", n_failed)
-    c[2].metric("Skipped", n_skipped, help="Files that are not images")
+    c[2].metric("Skipped", n_skipped, help="Files that are not images, or that were not taken out of a zip "
+                                           "(encrypted, or far too large): listed below with the reason")
     c[3].metric("Nuclei", f"{int(pd.to_numeric(summary['objects'], errors='coerce').fillna(0).sum()):,}")
     c[4].metric("To check", n_flagged, help="Images marked ⚠️ in the table")
     with c[5]:

@@ -428,6 +428,7 @@ def run_batch(
     *,
     workers: int | None = None,
     skipped: Sequence[Skipped] = (),
+    unreadable: Sequence[Skipped] = (),
     on_progress: Callable[[int, int, ImageOutcome], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     pool: LocalWorkers | None = None,
@@ -452,6 +453,10 @@ def run_batch(
         Files found but not segmented (see :mod:`segmentation.inputs`), listed
         in the summary with their reason; damaged, encrypted and too large
         ones also in ``errors.csv``.
+    unreadable : sequence of Skipped
+        Images that were counted as images but could not be taken out of
+        their zip (the ``failed`` of :func:`segmentation.inputs.stage`):
+        listed as failed, with their reason, in the summary and ``errors.csv``.
     pool : LocalWorkers, optional
         Worker processes to use instead of starting `workers` new ones (the
         app's Batch page shares one pool among its sessions).
@@ -496,6 +501,7 @@ def run_batch(
     stopped = False
     try:
         errors += [(s.name, s.reason) for s in skipped if s.kind in SKIPPED_AS_ERRORS]
+        errors += [(s.name, s.reason) for s in unreadable]
         for outcome in _outcomes(jobs, pool, min(workers, max(1, len(jobs))), should_stop):
             writer.add(outcome)
             rows[outcome.out_name] = outcome.row
@@ -511,6 +517,7 @@ def run_batch(
         for inp, out_name, *_ in jobs:
             table.append(rows.get(out_name) or {"image": out_name, "file": inp.name, "status": "not run",
                                                 "reason": "the run was stopped before this file"})
+        table += [{"image": "", "file": s.name, "status": "failed", "reason": s.reason} for s in unreadable]
         table += [{"image": "", "file": s.name, "status": "skipped", "reason": s.reason}
                   for s in skipped if s.kind != "hidden"]
         summary = pd.DataFrame(table)
@@ -520,4 +527,5 @@ def run_batch(
         for col in ("objects", "dropped_without_seed", "height", "width"):
             summary[col] = summary[col].astype("Int64")
         writer.close(summary, errors, condition_names)
-    return BatchReport(out_path, summary, errors, list(skipped), thumbnails, stopped, time.perf_counter() - start)
+    return BatchReport(out_path, summary, errors, [*skipped, *unreadable], thumbnails, stopped,
+                       time.perf_counter() - start)

@@ -145,17 +145,19 @@ def _run(args: argparse.Namespace, params: Params, plan: InputPlan, pool: DaskWo
          progress: Callable[[int, int, ImageOutcome], None]) -> int:
     with tempfile.TemporaryDirectory(prefix="nuclei-cli-") as staging:
         inputs, failed = stage(plan, staging)  # zip members are extracted here; files are read in place
-        skipped = plan.skipped + failed
-        for s in skipped:
+        for s in plan.skipped:
             if s.kind != "hidden":
                 print(f"skipped {visible(s.name)}: {s.reason}", file=sys.stderr)
+        for s in failed:
+            print(f"FAILED {visible(s.name)}: {s.reason}", file=sys.stderr)
         try:
-            report = run_batch(inputs, params, args.out, workers=args.workers, skipped=skipped, on_progress=progress,
-                               pattern=args.pattern, suggest_each=args.settings == "auto", pool=pool)
+            report = run_batch(inputs, params, args.out, workers=args.workers, skipped=plan.skipped,
+                               unreadable=failed, on_progress=progress, pattern=args.pattern,
+                               suggest_each=args.settings == "auto", pool=pool)
         except KeyboardInterrupt:
             print(f"stopped: {args.out} holds the images finished so far", file=sys.stderr)
             return 130
-    print(f"wrote {args.out}: {report.n_ok} of {len(inputs)} images segmented, "
+    print(f"wrote {args.out}: {report.n_ok} of {len(inputs) + len(failed)} images segmented, "
           f"{len(report.errors)} failed or skipped for a problem, in {report.seconds:.1f} s", file=sys.stderr)
     return 1 if report.errors else 0
 

@@ -261,8 +261,13 @@ def test_a_zip_with_every_fault_returns_every_good_image_and_lists_the_rest(tmp_
     at = batch_page()
     at.radio(key="batch_source_kind").set_value("files").run()
     at.file_uploader(key="batch_files").set_value([("plate.zip", data, "application/zip")]).run()
+    assert "22 images" in at.success[0].value and "2 files will be skipped" in texts(at)  # as planned...
     job = run_to_end(at)
     summary = job.report.summary
+    # ... so counted after the run: the damaged member was an image that failed, the others stay skipped
+    metrics = {m.label: m.value for m in at.metric}
+    assert (metrics["Segmented"], metrics["Failed"], metrics["Skipped"]) == ("20 of 22", "2", "2")
+    assert dict(zip(summary["file"], summary["status"]))["plate.zip/exp/damaged.tif"] == "failed"
     assert sorted(summary.loc[summary["status"] == "ok", "file"]) == [name for name, _ in good]
     listed = dict(zip(summary["file"], summary["reason"]))
     assert "too large" in listed["exp/huge_20k.tif"]
@@ -334,3 +339,17 @@ def test_slow_filters_are_announced_before_the_start():
     note = next(i.value for i in at.info if "These filters take about" in i.value)
     assert "Rolling ball, fast" in note
     assert not at.button(key="batch_start").disabled  # a note, not a block
+
+
+def test_the_progress_line_shows_file_names_as_text(tmp_path):
+    from pages.batch import JOB_KEY, BatchJob
+
+    at = batch_page()
+    # a running batch whose last image has markup in its name
+    job = BatchJob(Params(), "", 40, tmp_path, phase="running", done=3, last="exp/002_![x](http:/a.png).tif")
+    at.session_state[JOB_KEY] = job
+    at.run()
+    text = next(p.proto.text for p in at.get("progress"))
+    assert "\\!\\[x\\]" in text and "![x](" not in text
+    job.phase = "finished"
+    job.finished.set()
