@@ -39,7 +39,7 @@ import streamlit as st
 from PIL import Image
 
 from pages.common import caches, current_image, get_params, guarded, label_of, run_page
-from pages.common import ImageSource, digest_of, remember_upload, set_params, set_source
+from pages.common import ImageSource, browser_key, digest_of, get_source, remember_upload, set_params, set_source
 from segmentation.batch import (
     OUTLIER_RATIO,
     OUTLIER_Z,
@@ -126,6 +126,7 @@ class BatchJob:
     scheduler: str | None = None  # the lab's Dask scheduler (None: this server's own workers)
     where: str = ""  # what runs the images, as the page says it
     sources: dict[str, tuple[str, Path | bytes]] = field(default_factory=dict)  # output name -> (file name, bytes)
+    browser: str | None = None  # the browser that started it: a reload there finds it again
 
     def cleanup(self) -> None:
         """Stop the run and delete its folder (a new run, or the end of the session)."""
@@ -240,14 +241,40 @@ def _swept_at_startup() -> bool:
 
 
 class _SessionJobs:
-    """This session's batch runs; released (stopped, folders deleted) when the session ends."""
+    """This session's batch runs; released (stopped, folders deleted) when the session ends.
+
+    A run started in a browser we can recognise outlives its session: a reload
+    (a new session) finds it again, running or finished, until the sweep of
+    folders without a sign of life for :data:`STALE_AFTER_S` removes it.
+    """
 
     def __init__(self) -> None:
         self.jobs: list[BatchJob] = []
 
     def release(self) -> None:
         for job in self.jobs:
-            job.cleanup()
+            if job.browser is None:
+                job.cleanup()
+
+
+@st.cache_resource(show_spinner=False)
+def _jobs_by_browser() -> dict[str, BatchJob]:
+    """The last run of each browser, server-wide."""
+    return {}
+
+
+def _restore_job() -> BatchJob | None:
+    """After a reload: this browser's last run, if its results are still there."""
+    browser = browser_key()
+    job = _jobs_by_browser().get(browser) if browser else None
+    if job is None or not (job.running or job.zip_path.is_file()):
+        return None
+    _LIVE.add(job.folder)
+    _session_jobs().jobs = [job]
+    st.session_state[JOB_KEY] = job
+    st.toast("Your last batch is back: " + ("still running." if job.running else "its results are below."),
+             icon=":material/restore:")
+    return job
 
 
 @st.cache_resource(scope="session", on_release=_SessionJobs.release, show_spinner=False)
@@ -266,8 +293,14 @@ def start_job(plan: InputPlan, params: Params, cutoff_note: str, pattern: str | 
     folder = Path(tempfile.mkdtemp(prefix="run-", dir=TEMP_ROOT))
     _LIVE.add(folder)
     job = BatchJob(params, cutoff_note, len(plan.images), folder, pattern=pattern, suggest_each=suggest_each,
-                   scheduler=scheduler, where=f"{os.cpu_count() or 1} processor cores of this server")
+                   scheduler=scheduler, where=f"{os.cpu_count() or 1} processor cores of this server",
+                   browser=browser_key())
     _session_jobs().jobs = [job]
+    if job.browser is not None:
+        previous = _jobs_by_browser().get(job.browser)
+        if previous is not None and previous is not old:
+            previous.cleanup()  # this browser's run from before a reload: replaced now
+        _jobs_by_browser()[job.browser] = job
     # the uploads' bytes are read here, in the script's thread, where the upload objects are valid
     threading.Thread(target=_work, args=(job, plan.with_bytes()), name="batch-run", daemon=True).start()
     st.session_state[JOB_KEY] = job
@@ -327,6 +360,10 @@ def choose_settings() -> tuple[Params | None, str]:
         st.markdown("  \n".join(settings_lines(params)))
         if source == "segment" and params == Params():
             st.caption("These are the default settings (the course's recipe): tune them on one image first.")
+        elif source == "segment":
+            st.caption(f"Tuned on **{escape_markdown(get_source().name)}**. Images from another microscope, "
+                       "objective or stain may need their own: *Suggested for each image* gives each one its own, "
+                       "and the results mark images where most of the mask was removed.")
         st.page_link("pages/segment.py", label="Change the settings on the Segment page", icon=":material/tune:")
         with st.expander("All settings (settings.json)"):
             st.code(params.to_json(), language="json")
@@ -711,7 +748,7 @@ def results(job: BatchJob) -> None:
     if report is not None and report.stopped or n_not_run:
         st.warning(f"Stopped after {job.total - n_not_run} of {job.total} images. The zip holds the images that "
                    f"were finished; the {n_not_run} others are listed as 'not run'.", icon=":material/stop_circle:")
-    flags = flag_outliers(summary)
+    flags = summary["check"].fillna("").astype(str) if "check" in summary else flag_outliers(summary)
     n_flagged = int((flags != "").sum())
 
     c = st.columns([1, 1, 1, 1, 1, 1.6], vertical_alignment="center")
@@ -723,7 +760,7 @@ def results(job: BatchJob) -> None:
     c[4].metric("To check", n_flagged, help="Images marked ⚠️ in the table")
     with c[5]:
         if job.zip_path.is_file():
-            st.download_button("Download results.zip", data=_zip_bytes(job.zip_path),
+            st.download_button("Download all results (zip)", data=_zip_bytes(job.zip_path),
                                file_name=f"nuclei-results-{job.stamp}.zip", mime="application/zip",
                                type="primary", icon=":material/download:", on_click="ignore", key="batch_download")
             size = job.zip_path.stat().st_size / 1e6
@@ -732,8 +769,9 @@ def results(job: BatchJob) -> None:
     st.caption(
         f"⚠️ **Check** marks an image whose number of nuclei, cutoff or mean nucleus area is far from the other "
         f"images of its folder (more than {OUTLIER_Z:g} robust z-scores from the median, and at least "
-        f"{OUTLIER_RATIO:g}× off it), or where no nucleus was found: look at its outlines before trusting its "
-        "numbers. Click a column header to sort.")
+        f"{OUTLIER_RATIO:g}× off it), where no nucleus was found, or where most of what the threshold found "
+        "ended in no nucleus (settings tuned on another kind of image do that): look at its outlines before "
+        "trusting its numbers. The same words are in summary.csv (column 'check'). Click a column header to sort.")
     results_table(summary, flags)
 
     failed = summary[status == "failed"]
@@ -793,7 +831,7 @@ def main() -> None:
     st.title("Batch")
     st.caption("Segment every image of an experiment with the same settings, and download all the results "
                "(labels, masks, outlines, measurements, settings and a script) as one zip.")
-    job: BatchJob | None = st.session_state.get(JOB_KEY)
+    job: BatchJob | None = st.session_state.get(JOB_KEY) or _restore_job()
     running = job is not None and job.running
 
     left, right = st.columns(2, gap="large")

@@ -75,6 +75,8 @@ def show_grid(image, rows: list[cmp.Row], what: str, region: Region, current: Pa
     cells = [c for row in rows for c in row.cells]
     futures = submit(image, cells)
     progress = st.empty()
+    st.caption("Each picture shows the region chosen in the sidebar; the number under it counts the nuclei of "
+               "the whole image.")
     slots = []
     for row in rows:
         st.markdown(f"**{row.title}** — {row.values_text}")

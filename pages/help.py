@@ -41,6 +41,10 @@ nuclear GFP). Each step is a control in the sidebar of the **Segment** page, and
 - **Nuclei at the image border vanish** — the course's recipe finds no seed there; tick *Keep
   objects without a seed* (Advanced: seeds). Magenta outlines in the overlay show every object
   that was removed.
+- **Most nuclei are outlined in magenta (removed)** — the settings were probably tuned on other
+  images (another objective, camera or binning): *Remove objects smaller than*, the object filters
+  or the seeds no longer fit. Press *Suggest settings for this image*, or on the Batch page choose
+  *Suggested for each image*; the Batch results mark such images ⚠️.
 - **Speckles are counted as nuclei** — raise *Remove objects smaller than* or the filter size.
 
 ### Reproducibility

@@ -408,7 +408,7 @@ def metrics(stages: Stages, params: Params, image_key: str):
     """Count, cutoff, median area and foreground in one row; returns the slot the median area is written into."""
     c = st.columns([0.8, 1.25, 1.2, 1], vertical_alignment="bottom")
     c[0].metric("Objects", f"{stages.count}")
-    method = label_of("threshold_method", params.threshold_method)
+    method = label_of("threshold_method", params.threshold_method).split(" (")[0]  # "Local", not "Local (adaptive)"
     c[1].metric(f"Threshold ({method})", format_value(stages.thresholded.value),
                 help="In the image's own intensity units." + (" Median of the local cutoffs." if params.threshold_method == "local" else ""))
     area_slot = c[2].empty()
@@ -433,7 +433,7 @@ def saturation_note(image: np.ndarray, image_key: str) -> None:
 
 
 def histogram(stages: Stages, params: Params, image_key: str) -> None:
-    left, right = st.columns([5, 1], vertical_alignment="center")
+    left, right = st.columns([2.6, 1], vertical_alignment="center")
     log = right.toggle("Log counts", value=True, key="hist_log",
                        help="A log scale shows the nuclei's intensities next to the much taller background peak.")
     show_all = right.toggle("All methods", key="hist_all", help="Draw the cutoff of every automatic method.")
@@ -589,7 +589,7 @@ def measurements(result: Result) -> None:
     shown = table.style.apply(lambda row: ["background-color: rgba(255, 32, 32, 0.18)" if row["label"] == picked
                                            else ""] * len(row), axis=1) if picked in set(table["label"]) else table
     event = left.dataframe(shown, height=320, hide_index=True, column_order=_column_order(table.columns),
-                           column_config={c: st.column_config.NumberColumn(_column_title(c), format="%.4g")
+                           column_config={c: st.column_config.NumberColumn(_column_title(c), format="%.6g")
                                           for c in table.columns if c != "label" and table[c].dtype.kind in "fiu"},
                            on_select="rerun", selection_mode="single-row", key="measure_table")
     rows = event.selection.rows if event is not None else []

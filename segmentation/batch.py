@@ -34,6 +34,7 @@ from .io import ImageReadError, read_image, select_plane, validate_plane
 from .params import Params
 from .pipeline import segment
 from .safety import csv_safe
+from .stages import MOSTLY_REMOVED
 from .suggest import suggest
 from .workers import LocalWorkers, one_thread_each, outcomes
 
@@ -52,7 +53,8 @@ __all__ = [
 SUMMARY_COLUMNS = [
     "image", "file", "status", "reason", "threshold_method", "threshold", "objects",
     "mean_area_px2", "median_area_px2", "mean_area_um2", "median_area_um2",
-    "foreground_fraction", "dropped_without_seed", "height", "width", "pixel_size_um", "seconds", "warnings",
+    "foreground_fraction", "removed_fraction", "dropped_without_seed", "height", "width", "pixel_size_um",
+    "seconds", "warnings", "check",
 ]
 THUMBNAIL_SIDE = 480
 TOO_LARGE_FOR_MEMORY = ("too large for the memory of this computer: crop or bin it in Fiji "
@@ -204,7 +206,10 @@ def flag_outliers(summary: pd.DataFrame, min_images: int = 5) -> pd.Series:
     nucleus area: flagged when the robust z-score (median and MAD) exceeds
     :data:`OUTLIER_Z` and the value is off the median by a factor of at least
     :data:`OUTLIER_RATIO`.  An image where no nucleus was found is always
-    flagged.
+    flagged, and so is one where most of the thresholded area ended in no
+    nucleus (``removed_fraction`` above :data:`~segmentation.stages.MOSTLY_REMOVED`):
+    settings tuned on another kind of image do that to every image alike,
+    which no comparison within the batch would notice.
 
     Parameters
     ----------
@@ -235,6 +240,9 @@ def flag_outliers(summary: pd.DataFrame, min_images: int = 5) -> pd.Series:
     objects = _numbers(summary, "objects")
     for i in np.flatnonzero(ok & (objects == 0)):
         reasons[i].append("no nuclei found")
+    removed = _numbers(summary, "removed_fraction") if "removed_fraction" in summary else np.zeros(len(summary))
+    for i in np.flatnonzero(ok & (objects > 0) & (removed > MOSTLY_REMOVED)):
+        reasons[i].append(f"most of the mask removed: {removed[i]:.0%} (settings for another kind of image?)")
     names = summary["image"].astype(str) if "image" in summary else pd.Series([""] * len(summary))
     folders = np.array([str(PurePosixPath(n).parent) for n in names])
     for column, (low, high) in _OUTLIER_WORDS.items():
@@ -526,6 +534,7 @@ def run_batch(
         summary = summary.reindex(columns=columns)
         for col in ("objects", "dropped_without_seed", "height", "width"):
             summary[col] = summary[col].astype("Int64")
+        summary["check"] = flag_outliers(summary)  # what the Batch page marks ⚠, in the zip too
         writer.close(summary, errors, condition_names)
     return BatchReport(out_path, summary, errors, [*skipped, *unreadable], thumbnails, stopped,
                        time.perf_counter() - start)

@@ -36,6 +36,8 @@ __all__ = ["Note", "Stages", "Result", "run_stages", "filter_stage", "measure_st
 
 # Above this share of foreground pixels the nuclei are probably dark on bright.
 MOSTLY_FOREGROUND = 0.5
+# Above this share of the thresholded pixels in no object, the settings are probably not for this image.
+MOSTLY_REMOVED = 0.5
 
 
 class Note(str):
@@ -243,6 +245,8 @@ def finish(stages: Stages, params: Any, pixel_size_um: float | None,
     # whole objects the watershed dropped for want of a seed (the course's recipe does this)
     unseeded_objects = int(measure.label(split.unseeded).max()) if split.unseeded.any() else 0
     summary["dropped_without_seed"] = unseeded_objects
+    found = np.count_nonzero(thresholded.mask | mask)
+    summary["removed_fraction"] = float(np.count_nonzero(stages.removed) / found) if found else 0.0
     return Result(
         image=stages.image,
         filtered=stages.filtered,
@@ -256,14 +260,21 @@ def finish(stages: Stages, params: Any, pixel_size_um: float | None,
         removed=stages.removed,
         measurements=measurements,
         summary=summary,
-        warnings=_warnings(thresholded, mask, split, params.objects, unseeded_objects),
+        warnings=_warnings(thresholded, mask, split, params.objects, unseeded_objects, summary["removed_fraction"]),
     )
 
 
 def _warnings(
-    thresholded: ThresholdResult, mask: np.ndarray, split: SplitResult, objects: str, unseeded_objects: int
+    thresholded: ThresholdResult, mask: np.ndarray, split: SplitResult, objects: str, unseeded_objects: int,
+    removed: float = 0.0,
 ) -> list[str]:
     notes = []
+    if removed > MOSTLY_REMOVED and split.labels.max() > 0:
+        notes.append(Note(
+            f"{removed:.0%} of what the threshold found ended in no nucleus (magenta in the overlay): the "
+            "settings may have been tuned on another kind of image. Check 'Remove objects smaller than', the "
+            "object filters and the seeds, or press 'Suggest settings for this image'.", "removed"
+        ))
     share = float(np.count_nonzero(thresholded.mask)) / thresholded.mask.size
     if share > MOSTLY_FOREGROUND:
         other = "darker" if objects == "bright" else "brighter"
@@ -289,8 +300,8 @@ def _warnings(
         notes.append(Note(
             f"{unseeded_objects} object{'s' if unseeded_objects > 1 else ''} "
             f"({'under 1%' if lost < 0.005 else f'{lost:.0%}'} of the mask) got no "
-            "watershed seed and were left out, as the course's recipe does (magenta in the overlay; often whole "
-            "nuclei at the image border, where peak_local_max looks for no seed). Tick 'Keep objects without a "
+            "watershed seed and were left out, as the course's recipe does (magenta in the overlay). Most are "
+            "nuclei cut by the image border: the seed search skips a band along it. Tick 'Keep objects without a "
             "seed' (Split → Advanced) to keep them.", "unseeded"
         ))
     return notes

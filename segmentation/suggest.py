@@ -297,7 +297,8 @@ def _suggestion(m: _Measures) -> Suggestion:
         reasons.append(
             f"{shape} → local threshold, so that dim and bright nuclei are both found: each pixel is "
             f"compared with the mean of a {window} px window (three nuclei) and must be {_fmt(margin)} "
-            f"{'above' if bright else 'below'} it (a tenth of the nucleus contrast)"
+            f"{'above' if bright else 'below'} it (a tenth of the nucleus contrast; Offset "
+            f"{_fmt(-margin if bright else margin)} in the sidebar)"
         )
     else:
         method, offset = "li", 0.0

@@ -116,7 +116,7 @@ def test_batch_of_real_images_matches_segment(kc167):
     assert "exp/broken.tif" in page and "Files that could not be segmented (1)" in [s.value for s in at.subheader]
     assert "Skipped files (1)" in page and "exp/notes.txt — not an image file" in page
     assert "robust z-scores from the median" in page  # the outlier rule, in words
-    assert at.download_button(key="batch_download").label == "Download results.zip"
+    assert at.download_button(key="batch_download").label == "Download all results (zip)"
     assert len(at.image) == 5  # one thumbnail per segmented image
     table = next(d.value for d in at.dataframe if "Status" in d.value.columns)
     assert len(table) == 7 and set(table["Status"]) == {"segmented", "failed", "skipped"}

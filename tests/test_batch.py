@@ -442,3 +442,17 @@ def test_other_channels_percent_positive_and_conditions_in_the_zip(sample, tmp_p
         assert summary.loc[condition, "ch2_percent_positive"] == pytest.approx(percent)
         assert conditions.loc[condition, "ch2_percent_positive"] == pytest.approx(percent)
     assert 40 < expected["treated"][1] < 60
+
+
+def test_settings_that_remove_most_of_every_image_are_flagged_even_when_all_images_agree(sample, tmp_path):
+    # tuned on large nuclei elsewhere: min size above most of the sample's nuclei, on every image alike
+    inputs = [BatchInput(f"plate/field_{i}.tif", tiff_bytes(np.rot90(sample, i))) for i in range(6)]
+    report = run_batch(inputs, Params(min_size=1200), tmp_path / "out.zip", workers=1)
+    summary = report.summary
+    assert (summary["removed_fraction"] > 0.5).all()
+    assert summary["check"].str.contains("most of the mask removed").all()
+    with zipfile.ZipFile(tmp_path / "out.zip") as z:
+        assert pd.read_csv(z.open("summary.csv"))["check"].str.contains("most of the mask removed").all()
+    # with the course's settings nothing is flagged for it
+    fine = run_batch(inputs, Params(), tmp_path / "fine.zip", workers=1).summary
+    assert not fine["check"].str.contains("most of the mask removed").any()

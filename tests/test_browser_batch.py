@@ -49,7 +49,7 @@ def upload_folder(page, folder: Path, n_images: int) -> None:
 
 
 def download_zip(page, tmp_path: Path) -> zipfile.ZipFile:
-    button = page.get_by_role("button", name="Download results.zip")
+    button = page.get_by_role("button", name="Download all results (zip)")
     with page.expect_download(timeout=30_000) as info:
         button.click()
     path = tmp_path / "results.zip"
@@ -72,7 +72,7 @@ def test_folder_upload_run_and_download(streamlit_url, tmp_path):
             upload_folder(page, folder, 6)
             expect(page.get_by_text("1 file will be skipped")).to_be_visible()
             page.get_by_role("button", name="Start batch").click()
-            expect(page.get_by_role("button", name="Download results.zip")).to_be_visible(timeout=60_000)
+            expect(page.get_by_role("button", name="Download all results (zip)")).to_be_visible(timeout=60_000)
             wait_for_run(page)
             expect(page.get_by_text("Files that could not be segmented (1)")).to_be_visible(timeout=15_000)
             expect(page.get_by_text("Skipped files (1)")).to_be_visible()
@@ -134,7 +134,7 @@ def test_stop_keeps_the_images_done(streamlit_url, tmp_path):
             stop.scroll_into_view_if_needed()
             page.screenshot(path=ARTIFACTS / "batch_running.png")
             stop.click()
-            expect(page.get_by_role("button", name="Download results.zip")).to_be_visible(timeout=45_000)
+            expect(page.get_by_role("button", name="Download all results (zip)")).to_be_visible(timeout=45_000)
             wait_for_run(page)
             expect(page.get_by_text(re.compile(rf"Stopped after \d+ of {n} images"))).to_be_visible()
             page.get_by_role("heading", name="Results").evaluate("e => e.scrollIntoView({block: 'start'})")
@@ -167,7 +167,7 @@ def test_control_and_treated_folders_give_the_per_condition_plot_and_table(strea
         try:
             upload_folder(page, folder, 6)
             page.get_by_role("button", name="Start batch").click()
-            expect(page.get_by_role("button", name="Download results.zip")).to_be_visible(timeout=90_000)
+            expect(page.get_by_role("button", name="Download all results (zip)")).to_be_visible(timeout=90_000)
             wait_for_run(page)
             heading = page.get_by_role("heading", name="Conditions")
             expect(heading).to_be_visible(timeout=15_000)
@@ -182,6 +182,15 @@ def test_control_and_treated_folders_give_the_per_condition_plot_and_table(strea
             page.screenshot(path=ARTIFACTS / "batch_conditions.png")
             with download_zip(page, tmp_path) as z:
                 conditions = pd.read_csv(z.open("conditions.csv"))
+
+            # a reload (a new session) finds the finished batch again
+            page.reload()
+            wait_for_run(page, 60_000)
+            if not page.get_by_role("heading", name="Batch").is_visible():
+                page.locator('[data-testid="stSidebarNavLink"]', has_text="Batch").click()
+            expect(page.get_by_text("Your last batch is back").first).to_be_visible(timeout=30_000)
+            expect(page.get_by_role("button", name="Download all results (zip)")).to_be_visible(timeout=30_000)
+            expect(page.get_by_role("heading", name="Conditions")).to_be_visible()
         finally:
             browser.close()
     got = conditions.set_index(conditions.columns[0])

@@ -104,7 +104,7 @@ def test_batch_names_with_markup_fetch_nothing(streamlit_url, tmp_path):
             page.get_by_text(re.compile("changed for the results")).click()
             expect(page.get_by_text(f"exp/![x](http:/{OUTSIDE}/a.png).tif →").first).to_be_visible()
             page.get_by_role("button", name="Start batch").click()
-            expect(page.get_by_role("button", name="Download results.zip")).to_be_visible(timeout=60_000)
+            expect(page.get_by_role("button", name="Download all results (zip)")).to_be_visible(timeout=60_000)
             wait_for_run(page)
             no_traceback(page)
             page.screenshot(path=ARTIFACTS / "hostile_batch_names.png", full_page=True)

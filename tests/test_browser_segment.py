@@ -159,11 +159,21 @@ def test_first_screen_at_1440_and_nothing_cut_at_1024(streamlit_url):
                 histogram = page.locator('[data-testid="stPlotlyChart"]').first.bounding_box()
                 assert histogram["y"] < height, histogram  # and the histogram, on the first screen
             # no metric value or label, and no button label, is cut off with an ellipsis
-            cut = page.evaluate("""() => [...document.querySelectorAll(
-                    '[data-testid="stMetricValue"] *, [data-testid="stMetricLabel"] *, button p')]
+            check = """() => [...document.querySelectorAll(
+                    '[data-testid="stMetricValue"] *, [data-testid="stMetricLabel"] *, button p, '
+                    + '[data-testid="stMain"] [data-testid="stWidgetLabel"] *')]
                 .filter(e => e.offsetParent !== null && e.scrollWidth > e.clientWidth + 1)
-                .map(e => e.textContent)""")
+                .map(e => e.textContent)"""
+            cut = page.evaluate(check)
             assert cut == [], f"cut off at {width}×{height}: {cut}"
             _shot(page, f"segment_{width}x{height}.png")
+            if width == 1024:  # the longest method name in the metric
+                page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').filter(has_text="Method") \
+                    .locator("input").click()
+                page.keyboard.type("Local")  # the list is long: filter it, as a user may
+                page.get_by_role("option", name="Local (adaptive)").click()
+                wait_for_run(page, 60_000)
+                expect(page.get_by_text("Threshold (Local)").first).to_be_visible(timeout=30_000)
+                assert page.evaluate(check) == [], "cut off with a local threshold"
             page.close()
         browser.close()

@@ -420,7 +420,8 @@ def test_segment_measures_the_raw_not_the_filtered_image(image16):
     direct = measure_objects(r.labels, image16)
     pd.testing.assert_frame_equal(r.measurements, direct)
     expected = summarize(direct, r.mask, r.threshold, "otsu")
-    assert {k: v for k, v in r.summary.items() if k != "dropped_without_seed"} == expected
+    assert {k: v for k, v in r.summary.items() if k not in ("dropped_without_seed", "removed_fraction")} == expected
+    assert r.summary["removed_fraction"] == np.count_nonzero(r.removed) / np.count_nonzero(r.binary | r.mask)
 
 
 def test_benchmark_runs_at_a_tiny_size():

@@ -1,7 +1,8 @@
-"""Where test images live: the built-in sample and the real images in ../shared/data."""
+"""Where test images live: the built-in sample and the real images in ../shared/data (or $NUCLEI_TEST_DATA)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "segmentation" / "data" / "sample_nuclei.tif"
-SHARED_DATA = ROOT.parent / "shared" / "data"
+SHARED_DATA = Path(os.environ.get("NUCLEI_TEST_DATA") or ROOT.parent / "shared" / "data")
 
 
 def shared_images(pattern: str = "*/images/*") -> list[Path]:
