@@ -510,9 +510,12 @@ def test_ctrl_c_on_a_local_cluster_keeps_what_is_done_and_shows_no_traceback(tmp
     for i in range(12):
         tifffile.imwrite(folder / f"big_{i:02d}.tif", np.tile(np.rot90(sample, i % 4), (2, 2)))
     out = tmp_path / "out.zip"
+    # settings that take seconds per image (an exact rolling ball), so that Ctrl-C lands mid-batch
+    slow = tmp_path / "slow.json"
+    slow.write_text(Params(background="rolling_ball", background_radius=25).to_json())
     # a session of its own: Ctrl-C in a terminal reaches the whole process group, workers included
     proc = subprocess.Popen([sys.executable, "-m", "segmentation", str(folder), "--out", str(out),
-                             "--scheduler", "local", "--workers", "2"],
+                             "--scheduler", "local", "--workers", "2", "--settings", str(slow)],
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         lines = []
