@@ -263,8 +263,17 @@ def _jobs_by_browser() -> dict[str, BatchJob]:
     return {}
 
 
+def _forget_swept_jobs() -> None:
+    """Let go of the runs whose folders the sweep removed (their tiles would stay in memory)."""
+    kept = _jobs_by_browser()
+    for browser, job in list(kept.items()):
+        if not job.running and not job.zip_path.is_file():
+            kept.pop(browser, None)
+
+
 def _restore_job() -> BatchJob | None:
     """After a reload: this browser's last run, if its results are still there."""
+    _forget_swept_jobs()
     browser = browser_key()
     job = _jobs_by_browser().get(browser) if browser else None
     if job is None or not (job.running or job.zip_path.is_file()):
@@ -290,6 +299,7 @@ def start_job(plan: InputPlan, params: Params, cutoff_note: str, pattern: str | 
         old.cleanup()
     TEMP_ROOT.mkdir(parents=True, exist_ok=True)
     _remove_stale_runs()
+    _forget_swept_jobs()
     folder = Path(tempfile.mkdtemp(prefix="run-", dir=TEMP_ROOT))
     _LIVE.add(folder)
     job = BatchJob(params, cutoff_note, len(plan.images), folder, pattern=pattern, suggest_each=suggest_each,
