@@ -36,7 +36,7 @@ from synthetic import nuclei_image  # noqa: E402
 
 # Records, in page time, the key press, the first change of the object count and the end of the run.
 WATCH = """() => {
-  const w = window.__bench = {key: null, count: null, done: null, start: null};
+  const w = window.__bench = {key: null, count: null, done: null, start: null, end: null};
   const value = () => {
     const m = [...document.querySelectorAll('[data-testid="stMetric"]')].find(e => e.innerText.includes('Objects'));
     return m ? m.querySelector('[data-testid="stMetricValue"]').innerText : null;
@@ -50,6 +50,7 @@ WATCH = """() => {
     if (w.count === null && value() !== start) w.count = performance.now();
     const state = app.getAttribute('data-test-script-state');
     if (state === 'running' && !ran) { ran = true; w.start = performance.now(); }
+    if (ran && state === 'notRunning' && w.end === null) w.end = performance.now();
     const imgs = [...document.querySelectorAll('img')];
     if (ran && state === 'notRunning' && !document.querySelector('[data-testid="stStatusWidget"]')
         && imgs.every(i => i.complete) && w.done === null) w.done = performance.now();
@@ -59,8 +60,12 @@ WATCH = """() => {
 }"""
 
 
-def press(page, slider: str, key: str) -> tuple[float, float | None]:
-    """Press `key` on the slider named `slider`; return (ms to new count, ms to settled)."""
+def press(page, slider: str, key: str) -> tuple[float, float | None, float, float]:
+    """Press `key` on the slider named `slider`.
+
+    Returns ms from the key press to: settled, the new count (None if unchanged),
+    the script run's start and its end.
+    """
     page.get_by_role("slider", name=slider).focus()
     page.evaluate(WATCH)
     page.keyboard.press(key)
@@ -68,7 +73,7 @@ def press(page, slider: str, key: str) -> tuple[float, float | None]:
     time.sleep(0.3)
     w = page.evaluate("() => window.__bench")
     count = None if w["count"] is None else w["count"] - w["key"]
-    return w["done"] - w["key"], count
+    return w["done"] - w["key"], count, w["start"] - w["key"], w["end"] - w["key"]
 
 
 def main(size: int = 2048, images: int = 3) -> None:
@@ -98,8 +103,11 @@ def main(size: int = 2048, images: int = 3) -> None:
         settled = statistics.median(r[0] for r in runs)
         counts = [r[1] for r in runs if r[1] is not None]
         shown = f"{statistics.median(counts):5.0f} ms" if counts else "  (count unchanged)"
+        start, end = statistics.median(r[2] for r in runs), statistics.median(r[3] for r in runs)
         print(f"{name:22s} count shown {shown}   settled {settled:5.0f} ms ({settled / 1000 / base:.2f} x recipe)"
               f"   runs: {[round(r[0]) for r in runs]}")
+        print(f"{'':22s} of which: key to script start {start:.0f} ms, script end {end:.0f} ms, "
+              f"pictures loaded {settled - end:.0f} ms after it")
 
 
 if __name__ == "__main__":
