@@ -156,25 +156,31 @@ def run_cli(inputs: Path, workers: int, out: Path) -> dict:
     }
 
 
-def _recipe_file(path: Path) -> None:
-    """The bare course recipe on one file: read the TIFF, segment, write uint32 labels next to it."""
+def _recipe_file(path: Path, out: Path) -> None:
+    """The bare course recipe on one file: read the TIFF, segment, write uint32 labels into `out`."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from pipeline_bench import course_recipe
 
     labels = course_recipe(tifffile.imread(path)).astype(np.uint32)
-    tifffile.imwrite(path.with_suffix(".labels.tif"), labels)
+    tifffile.imwrite(out / f"{path.stem}.labels.tif", labels)
 
 
 def recipe_pool(paths: list[Path], workers: int) -> float:
-    """Images per second of the bare recipe in a process pool of `workers` (read, segment, write labels)."""
+    """Images per second of the bare recipe in a process pool of `workers` (read, segment, write labels).
+
+    The labels go to a folder of their own: never next to the inputs, where a
+    later run with ``--keep`` would take them for images.
+    """
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
+    from functools import partial
 
     ctx = multiprocessing.get_context("forkserver")
-    start = time.perf_counter()  # the pool's start counts, as it does in the CLI's own time
-    with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-        list(pool.map(_recipe_file, paths))
-    return len(paths) / (time.perf_counter() - start)
+    with tempfile.TemporaryDirectory(prefix="recipe-labels-") as out:
+        start = time.perf_counter()  # the pool's start counts, as it does in the CLI's own time
+        with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+            list(pool.map(partial(_recipe_file, out=Path(out)), paths))
+        return len(paths) / (time.perf_counter() - start)
 
 
 def main(argv: list[str] | None = None) -> int:
