@@ -15,9 +15,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import os
+
 import numpy as np
 from scipy import ndimage as ndi
-from skimage import morphology, segmentation
+from skimage import filters, morphology, segmentation
 from skimage.feature import peak_local_max as skimage_peaks
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -27,6 +29,7 @@ from synthetic import nuclei_image  # noqa: E402
 from segmentation import Params, segment  # noqa: E402
 from segmentation._peaks import peak_local_max  # noqa: E402
 from segmentation._watershed import watershed_by_object  # noqa: E402
+from segmentation.filters import apply_filter  # noqa: E402
 from segmentation.display import inner_boundaries, outline_overlay, overlay_png, png_bytes, stretch  # noqa: E402
 from segmentation.refine import closing, connected_components, fill_holes, remove_small  # noqa: E402
 from segmentation.split import distance_map, find_seeds  # noqa: E402
@@ -41,7 +44,11 @@ def main(size: int = 2048) -> None:
     grey = stretch(img)
     components = connected_components(binary)
     base = best(lambda: course_recipe(img))
+    threads = min(4, os.cpu_count() or 1)  # as the Segment page's reruns (pages/common.RERUN_THREADS)
     rows = [
+        # its win: an interactive rerun's filter on every core (batch workers use one each)
+        (f"Gaussian, sigma 2, {threads} strips", lambda: filters.gaussian(img, sigma=2.0, preserve_range=True),
+         lambda: apply_filter(img, "gaussian", sigma=2.0, threads=threads)),
         # its win: the components are counted once per threshold, so a new min size is a table look-up
         ("remove small objects, a new min size", lambda: morphology.remove_small_objects(binary, max_size=9),
          lambda: remove_small(binary, 10, components)),

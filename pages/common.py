@@ -40,6 +40,8 @@ WIDGET_PREFIX = "w_"  # sidebar widget keys are WIDGET_PREFIX + Params field nam
 _MB = 1 << 20
 # Memory the server keeps for all users together (bytes); NUCLEI_CACHE_MB raises or lowers it.
 CACHE_BYTES = int(os.environ.get("NUCLEI_CACHE_MB", "3072")) * _MB
+# Threads a rerun's filter may use: the user is waiting for it (batch workers use one each).
+RERUN_THREADS = min(4, os.cpu_count() or 1)
 log = logging.getLogger("nuclei-segmentation")
 
 

@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages.common import (
+    RERUN_THREADS,
     CurrentImage,
     ImageSource,
     caches,
@@ -322,7 +323,7 @@ def main() -> None:
     slow = f" (the filters take about {seconds:.0f} s on this image)" if seconds >= cost.SLOW_SECONDS else ""
     with st.spinner(f"Segmenting{slow}…", show_time=True):
         stages = run_stages(plane, params, image_key=key, cache=caches().stages,
-                            object_cache=_object_cache("split", key))
+                            object_cache=_object_cache("split", key), threads=RERUN_THREADS)
     fstats = image_stats(stages.keys["filter"], stages.filtered)
     value_range = (fstats["min"], fstats["max"])
     if st.session_state.get("value_range") != value_range and params.threshold_method == "manual":
@@ -647,7 +648,7 @@ def channels_section(result: Result, params: Params, names: list[str]) -> None:
 
 def full_result(current: CurrentImage, params: Params) -> Result:
     """`params` on the whole plane, at full resolution (cached): what downloads of a working copy hold."""
-    stages = run_stages(current.plane, params, image_key=current.key, cache=caches().stages)
+    stages = run_stages(current.plane, params, image_key=current.key, cache=caches().stages, threads=RERUN_THREADS)
     return measure_stages(stages, params, cache=caches().stages, channels=other_channels(current, params, 1))
 
 

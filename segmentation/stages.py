@@ -136,6 +136,7 @@ def run_stages(
     image_key: Hashable = "image",
     cache: Any = None,
     object_cache: dict | None = None,
+    threads: int = 1,
 ) -> Stages:
     """Filter, threshold, refine, split and filter the objects of one validated 2-D plane.
 
@@ -152,6 +153,9 @@ def run_stages(
     object_cache : dict, optional
         Per-object distance transforms of earlier masks of the *same image*
         (see :func:`~segmentation.split.split_objects`).
+    threads : int, optional
+        Threads for the filter (see :func:`~segmentation.filters.apply_filter`);
+        the result is the same.
     """
     cache = cache if cache is not None else _NoCache()
     keys: dict[str, tuple] = {"image": (image_key,)}
@@ -161,7 +165,7 @@ def run_stages(
         return cache.get(keys[name], compute)
 
     # 1. reduce noise
-    filtered, keys["filter"] = filter_stage(image, params, image_key=image_key, cache=cache)
+    filtered, keys["filter"] = filter_stage(image, params, image_key=image_key, cache=cache, threads=threads)
     # 2. threshold: objects brighter (or darker) than the cutoff
     thresholded = stage("threshold", "filter", lambda: threshold_image(filtered, params.only("threshold")))
     # 3. clean up the mask (objects are counted once per threshold, so a new min size is a look-up)
@@ -192,11 +196,11 @@ def _key(upstream: tuple, name: str, params: Params) -> tuple:
 
 
 def filter_stage(image: np.ndarray, params: Params, *, image_key: Hashable = "image",
-                 cache: Any = None) -> tuple[np.ndarray, tuple]:
+                 cache: Any = None, threads: int = 1) -> tuple[np.ndarray, tuple]:
     """Only the first stage: the filtered image and its cache key (the same as :func:`run_stages`')."""
     cache = cache if cache is not None else _NoCache()
     key = _key((image_key,), "filter", params)
-    return cache.get(key, lambda: filter_image(image, params.only("filter"))), key
+    return cache.get(key, lambda: filter_image(image, params.only("filter"), threads)), key
 
 
 def measure_stages(stages: Stages, params: Params, *, cache: Any = None, pixel_scale: float = 1.0,

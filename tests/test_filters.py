@@ -25,7 +25,7 @@ from testdata import require_shared
 from segmentation import _median, cost
 from segmentation._rolling_ball import rolling_ball_fast, shrink_factor
 from segmentation._tophat import white_tophat_disk
-from segmentation.filters import apply_filter, filter_image, subtract_background
+from segmentation.filters import apply_filter, filter_image, in_strips, subtract_background
 from segmentation.params import Params
 
 
@@ -50,6 +50,34 @@ def test_gaussian_equals_skimage_gaussian(crop, sigma):
     out = apply_filter(crop, "gaussian", sigma=sigma)
     np.testing.assert_array_equal(out, skfilters.gaussian(crop, sigma=sigma, preserve_range=True))
     assert out.dtype == np.float64
+
+
+@pytest.mark.parametrize("threads", [2, 3, 4])
+def test_gaussian_in_strips_is_skimage_gaussian_bit_for_bit(sample, threads):
+    # the sample is tiled to 2 Mpx (strips start above 1 Mpx); an odd height, so strips differ in size
+    big = np.tile(sample, (3, 3))[:1531, :1400]
+    for sigma in (0.7, 2.0, 2.5, 9.3):
+        np.testing.assert_array_equal(apply_filter(big, "gaussian", sigma=sigma, threads=threads),
+                                      skfilters.gaussian(big, sigma=sigma, preserve_range=True))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_gaussian_in_strips_on_random_images(seed):
+    rng = np.random.default_rng(seed)
+    h, w = rng.integers(600, 2100, size=2)
+    img = rng.integers(0, 65535, size=(h, w), dtype=np.uint16) if seed % 2 else rng.normal(0, 1, (h, w))
+    sigma = float(rng.uniform(0.3, 30))  # up to a reach of 120 rows: fewer, taller strips
+    out = filter_image(img, Params(sigma=round(sigma, 1)), threads=4)
+    np.testing.assert_array_equal(out, skfilters.gaussian(img, sigma=round(sigma, 1), preserve_range=True))
+
+
+def test_strips_need_the_filters_whole_reach():
+    img = np.random.default_rng(0).random((1500, 800))
+    blur = lambda a: ndi.gaussian_filter(a, 5.0, mode="nearest")  # noqa: E731 - reaches 20 rows
+    assert not np.array_equal(in_strips(blur, img, 3, 2), blur(img))  # too small a margin shows at the seam
+    np.testing.assert_array_equal(in_strips(blur, img, 20, 2), blur(img))
+    small = img[:100]
+    assert in_strips(lambda a: a.shape, small, 20, 2) == small.shape  # small images: one piece
 
 
 def test_gaussian_sigma_zero_is_the_image_as_float(crop):

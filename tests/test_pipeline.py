@@ -174,3 +174,12 @@ def test_objects_dropped_for_want_of_a_seed_are_counted_and_reported(sample):
     kept = segment(sample, Params(keep_unseeded=True))
     assert kept.summary["dropped_without_seed"] == 0
     assert kept.count == result.count + dropped
+
+
+def test_the_pages_threaded_filter_gives_the_recipes_labels(sample):
+    from segmentation.stages import run_stages
+
+    big = np.tile(sample, (2, 3))  # above a megapixel: the Gaussian runs in strips
+    threaded = run_stages(big, Params(), threads=2)
+    np.testing.assert_array_equal(threaded.filtered, gaussian(big, sigma=Params().sigma, preserve_range=True))
+    np.testing.assert_array_equal(threaded.labels, segment(big).labels)
