@@ -10,7 +10,10 @@ nuclei but leaves hundreds).  For each key press it reports, timed inside the
 page from the key event:
 
 - *count*: the Objects metric shows the new value;
-- *settled*: the script run is over and every picture on the page has loaded.
+- *settled*: the script run is over and every picture on the page has loaded;
+
+and what happened meanwhile: when the script started and ended, and how much
+CPU time Chromium and the server used (here they share the same cores).
 
 The plain course recipe on the same image, in the same run, is the baseline.
 Needs Chromium (``/usr/bin/chromium``) and Playwright.
@@ -18,6 +21,7 @@ Needs Chromium (``/usr/bin/chromium``) and Playwright.
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import tempfile
@@ -38,8 +42,8 @@ from synthetic import nuclei_image  # noqa: E402
 WATCH = """() => {
   const w = window.__bench = {key: null, count: null, done: null, start: null, end: null};
   const value = () => {
-    const m = [...document.querySelectorAll('[data-testid="stMetric"]')].find(e => e.innerText.includes('Objects'));
-    return m ? m.querySelector('[data-testid="stMetricValue"]').innerText : null;
+    const m = [...document.querySelectorAll('[data-testid="stMetric"]')].find(e => e.textContent.includes('Objects'));
+    return m ? m.querySelector('[data-testid="stMetricValue"]').textContent : null;
   };
   const start = value();
   document.addEventListener('keydown', () => { if (w.key === null) w.key = performance.now(); }, {capture: true, once: true});
@@ -60,20 +64,39 @@ WATCH = """() => {
 }"""
 
 
-def press(page, slider: str, key: str) -> tuple[float, float | None, float, float]:
+def cpu_ms(word: str) -> float:
+    """CPU time (ms) used so far by the processes whose command line holds `word` (Linux; else 0)."""
+    total = 0
+    for pid in (p for p in os.listdir("/proc") if p.isdigit()) if os.path.isdir("/proc") else ():
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if word.encode() not in f.read():
+                    continue
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime + stime
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+    return total * 1000 / os.sysconf("SC_CLK_TCK")
+
+
+def press(page, slider: str, key: str) -> tuple[float, float | None, float, float, float, float]:
     """Press `key` on the slider named `slider`.
 
     Returns ms from the key press to: settled, the new count (None if unchanged),
-    the script run's start and its end.
+    the script run's start and its end; then the CPU ms Chromium and the
+    streamlit server used meanwhile (they share the machine's cores).
     """
     page.get_by_role("slider", name=slider).focus()
     page.evaluate(WATCH)
+    browser_cpu, server_cpu = cpu_ms("chromium"), cpu_ms("streamlit")
     page.keyboard.press(key)
     page.wait_for_function("() => window.__bench.done !== null", timeout=120_000)
+    browser_cpu, server_cpu = cpu_ms("chromium") - browser_cpu, cpu_ms("streamlit") - server_cpu
     time.sleep(0.3)
     w = page.evaluate("() => window.__bench")
     count = None if w["count"] is None else w["count"] - w["key"]
-    return w["done"] - w["key"], count, w["start"] - w["key"], w["end"] - w["key"]
+    return w["done"] - w["key"], count, w["start"] - w["key"], w["end"] - w["key"], browser_cpu, server_cpu
 
 
 def main(size: int = 2048, images: int = 3) -> None:
@@ -108,6 +131,8 @@ def main(size: int = 2048, images: int = 3) -> None:
               f"   runs: {[round(r[0]) for r in runs]}")
         print(f"{'':22s} of which: key to script start {start:.0f} ms, script end {end:.0f} ms, "
               f"pictures loaded {settled - end:.0f} ms after it")
+        print(f"{'':22s} CPU meanwhile: Chromium {statistics.median(r[4] for r in runs):.0f} ms, "
+              f"server {statistics.median(r[5] for r in runs):.0f} ms, on {os.cpu_count()} cores")
 
 
 if __name__ == "__main__":
