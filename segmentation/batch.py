@@ -13,6 +13,7 @@ import csv
 import io
 import os
 import platform
+import shutil
 import tempfile
 import time
 import zipfile
@@ -297,6 +298,7 @@ class _ZipWriter:
         self.zip = zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1)
         self.tmp = tempfile.TemporaryDirectory(prefix="batch-")
         self.measurement_files: list[Path] = []
+        self.part_columns: list[list[str]] = []
         self.columns: list[str] = []
 
     def conditions_table(self, summary: pd.DataFrame, conditions: Sequence[str]) -> pd.DataFrame | None:
@@ -323,8 +325,10 @@ class _ZipWriter:
             self._write(arc, data)
         if outcome.measurements is not None:
             part = Path(self.tmp.name) / f"{len(self.measurement_files)}.csv"
-            csv_safe(outcome.measurements).to_csv(part, index=False)
+            # the line ends, and so the quoting, of the csv module's writer in close()
+            csv_safe(outcome.measurements).to_csv(part, index=False, lineterminator="\r\n")
             self.measurement_files.append(part)
+            self.part_columns.append(list(outcome.measurements.columns))
             self.columns += [c for c in outcome.measurements.columns if c not in self.columns]
 
     def close(self, summary: pd.DataFrame, errors: list[tuple[str, str]], conditions: Sequence[str] = ()) -> None:
@@ -332,9 +336,13 @@ class _ZipWriter:
         with self.zip.open(entry, "w") as raw, io.TextIOWrapper(raw, "utf-8", newline="") as out:
             writer = csv.DictWriter(out, fieldnames=self.columns or ["image", "label"])
             writer.writeheader()
-            for part in self.measurement_files:
+            for part, columns in zip(self.measurement_files, self.part_columns):
                 with open(part, newline="", encoding="utf-8") as f:
-                    writer.writerows(csv.DictReader(f))  # already made safe per image
+                    if columns == self.columns:  # the usual case: its rows as they are, past the header
+                        f.readline()
+                        shutil.copyfileobj(f, out)
+                    else:  # columns of its own: each row put in the table's columns
+                        writer.writerows(csv.DictReader(f))  # already made safe per image
         self._write(zip_path("summary"), csv_safe(summary).to_csv(index=False, lineterminator="\r\n"))
         table = self.conditions_table(summary, conditions)
         if table is not None:

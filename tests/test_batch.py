@@ -456,3 +456,53 @@ def test_settings_that_remove_most_of_every_image_are_flagged_even_when_all_imag
     # with the course's settings nothing is flagged for it
     fine = run_batch(inputs, Params(), tmp_path / "fine.zip", workers=1).summary
     assert not fine["check"].str.contains("most of the mask removed").any()
+
+
+def _slow_all_measurements(parts: list[pd.DataFrame]) -> str:
+    """The all-objects table as the csv module writes it, each part's rows put in the union of the columns."""
+    import csv
+
+    from segmentation.safety import csv_safe
+
+    columns: list[str] = []
+    for part in parts:
+        columns += [c for c in part.columns if c not in columns]
+    out = io.StringIO(newline="")
+    writer = csv.DictWriter(out, fieldnames=columns)
+    writer.writeheader()
+    for part in parts:
+        text = csv_safe(part).to_csv(index=False, lineterminator="\r\n")
+        writer.writerows(csv.DictReader(io.StringIO(text, newline="")))
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_all_measurements_copies_parts_with_the_tables_columns_as_the_csv_module_would_write_them(tmp_path, seed):
+    from segmentation.batch import ImageOutcome, _ZipWriter
+    from segmentation.export import zip_path
+
+    rng = np.random.default_rng(seed)
+    awkward = ["a,b", 'say "hi"', "line\r\nbreak", "cr\ronly", "=1+2", "", "µm²", " lead", "tab\there"]
+    parts = []
+    for i in range(5):
+        n = int(rng.integers(0, 6))
+        table = pd.DataFrame({"image": [rng.choice(awkward) + str(i)] * n, "label": np.arange(1, n + 1),
+                              "area_px2": rng.integers(1, 900, n),
+                              "mean_intensity": rng.normal(500, 300, n).round(int(rng.integers(0, 9)))})
+        if seed % 2 and i == 3:  # a calibrated image brings a column the others lack, in the middle
+            table.insert(2, "area_um2", table["area_px2"] * 0.25)
+        if rng.random() < 0.3:
+            table.loc[0:1, "mean_intensity"] = np.nan
+        parts.append(table)
+    writer = _ZipWriter(tmp_path / "out.zip", Params())
+    for i, table in enumerate(parts):
+        writer.add(ImageOutcome(f"{i}.tif", str(i), "ok", measurements=table))
+    writer.close(pd.DataFrame({"image": [], "status": []}), [])
+    with zipfile.ZipFile(tmp_path / "out.zip") as z:
+        written = z.read(zip_path("all_measurements")).decode("utf-8")
+    assert written == _slow_all_measurements(parts)
+    # and every awkward cell reads back as it was (a lone carriage return used to end a row)
+    back = pd.read_csv(io.StringIO(written, newline=""), keep_default_na=False, na_values=[""])
+    expected = pd.concat(parts, ignore_index=True)
+    assert back["image"].tolist() == [("'" + v if v[:1] == "=" else v) for v in expected["image"]]
+    pd.testing.assert_series_equal(back["mean_intensity"], expected["mean_intensity"], check_dtype=False)
