@@ -36,7 +36,7 @@ def in_strips(func, image: np.ndarray, margin: int, threads: int) -> np.ndarray:
     strip is filtered with `margin` rows of its neighbours above and below,
     and only its own rows are kept.  Rows at the image's top and bottom see
     the image's edge as in the single call.  The filter must release the GIL
-    (SciPy's do) for the threads to run side by side.
+    (SciPy's Gaussian does) for the threads to run side by side.
 
     Examples
     --------
@@ -69,17 +69,19 @@ def _gaussian(image: np.ndarray, sigma: float, size: int, threads: int = 1) -> n
                      int(4.0 * sigma + 0.5), threads)
 
 
-def _mean(image: np.ndarray, sigma: float, size: int) -> np.ndarray:
+# Only the Gaussian runs in strips: the mean's running sums, and OpenCV's median, would differ by rounding
+# or cost more than they save.
+def _mean(image: np.ndarray, sigma: float, size: int, threads: int = 1) -> np.ndarray:
     return ndi.uniform_filter(np.asarray(image, dtype=np.float64), size=size)
 
 
-def _median(image: np.ndarray, sigma: float, size: int) -> np.ndarray:
+def _median(image: np.ndarray, sigma: float, size: int, threads: int = 1) -> np.ndarray:
     return median_filter(image, size)  # exactly ndi.median_filter(image, size=size), faster
 
 
-# Noise filters: func(image, sigma, size) -> filtered image in the image's units.
+# Noise filters: func(image, sigma, size, threads=1) -> filtered image in the image's units.
 FILTERS: dict[str, Method] = {
-    "none": Method("None", "No filter: the raw image is thresholded.", lambda image, sigma, size: np.asarray(image),
+    "none": Method("None", "No filter: the raw image is thresholded.", lambda image, sigma, size, threads=1: np.asarray(image),
                    "img"),
     "mean": Method("Mean", "Averages a square window of 'kernel size' px.", _mean,
                    'ndi.uniform_filter(img.astype(float), size=s["filter_size"])'),
@@ -181,9 +183,7 @@ def apply_filter(image: np.ndarray, method: str, sigma: float = 1.0, size: int =
     """
     if method not in FILTERS:
         raise ValueError(f"unknown filter {method!r}")
-    if method == "gaussian":
-        return _gaussian(image, sigma, size, threads)
-    return FILTERS[method].func(image, sigma, size)
+    return FILTERS[method].func(image, sigma, size, threads)
 
 
 def filter_image(image: np.ndarray, params: Params, threads: int = 1) -> np.ndarray:
