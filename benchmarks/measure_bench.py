@@ -16,7 +16,7 @@ from scipy.spatial import ConvexHull
 from skimage.measure import grid_points_in_poly, regionprops_table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pipeline_bench import best, course_recipe  # noqa: E402
+from pipeline_bench import best, course_recipe, print_ratios  # noqa: E402
 from synthetic import nuclei_image  # noqa: E402
 
 from segmentation import Params, segment  # noqa: E402
@@ -62,10 +62,7 @@ def main(size: int = 2048) -> None:
         "solidity: measure_objects": lambda: measure_objects(labels, image, properties=("solidity",)),
     }
     print(f"{size}x{size} uint16, {int(labels.max())} objects")
-    print(f"{'bare course recipe (labels only)':40s} {base * 1000:8.1f} ms  1.00 x")
-    for name, fn in rows.items():
-        t = best(fn)
-        print(f"{name:40s} {t * 1000:8.1f} ms  {t / base:.3f} x")
+    print_ratios("bare course recipe (labels only)", base, rows)
 
 
 if __name__ == "__main__":

@@ -49,6 +49,15 @@ def best(fn, repeats: int = 3) -> float:
     return statistics.median(times)
 
 
+def print_ratios(baseline: str, base: float, rows: dict) -> None:
+    """Time each of `rows` (name -> function) and print it next to the baseline, as a ratio to it."""
+    width = max(len(baseline), *map(len, rows)) + 2
+    print(f"{baseline:{width}s} {base * 1000:8.1f} ms  1.000 x")
+    for name, fn in rows.items():
+        t = best(fn)
+        print(f"{name:{width}s} {t * 1000:8.1f} ms  {t / base:.3f} x")
+
+
 def main(size: int = 2048) -> None:
     img = nuclei_image(size)
     p = Params()
@@ -66,10 +75,7 @@ def main(size: int = 2048) -> None:
         "segment() total": lambda: segment(img, p),
     }
     print(f"{size}x{size} uint16, {int(split.labels.max())} objects")
-    print(f"{'plain course recipe (no measure)':34s} {base * 1000:7.0f} ms  1.00 x")
-    for name, fn in stages.items():
-        t = best(fn)
-        print(f"{name:34s} {t * 1000:7.0f} ms  {t / base:.2f} x")
+    print_ratios("plain course recipe (no measure)", base, stages)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ Dask skip, saying so, when the ``cluster`` extra is not installed.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import signal
@@ -66,6 +67,19 @@ def assert_same_results(local: Path, remote: Path) -> None:
     pd.testing.assert_frame_equal(table(a[summary]).drop(columns="seconds"), table(b[summary]).drop(columns="seconds"))
     every = zip_path("all_measurements")
     pd.testing.assert_frame_equal(table(a[every], ["image", "label"]), table(b[every], ["image", "label"]))
+
+
+@contextlib.contextmanager
+def cli(*args: str, **popen):
+    """``python -m segmentation ARGS`` with its stderr piped; killed and reaped however the block ends."""
+    proc = subprocess.Popen([sys.executable, "-m", "segmentation", *args], stderr=subprocess.PIPE, text=True, **popen)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
 
 
 def free_port() -> int:
@@ -395,18 +409,13 @@ def test_the_cli_waits_for_the_first_worker_of_a_cluster_that_has_none_yet(tmp_p
     folder = tmp_path / "in"
     jobs_of(folder, sample, 2)
     empty = Cluster(tmp_path / "dask", workers=0)  # as when the batch queue has not started the jobs yet
-    proc = subprocess.Popen([sys.executable, "-m", "segmentation", str(folder), "--out", str(tmp_path / "out.zip"),
-                             "--scheduler", empty.address], stderr=subprocess.PIPE, text=True)
     try:
-        first = proc.stderr.readline()
-        empty.start_worker("late")
-        rest = proc.stderr.read()
-        code = proc.wait(timeout=120)
+        with cli(str(folder), "--out", str(tmp_path / "out.zip"), "--scheduler", empty.address) as proc:
+            first = proc.stderr.readline()
+            empty.start_worker("late")
+            rest = proc.stderr.read()
+            code = proc.wait(timeout=120)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stderr.close()
         empty.close()
     assert first == f"cluster {empty.address} has no workers yet: waiting for the first (Ctrl-C to stop)\n"
     assert code == 0, rest
@@ -514,10 +523,8 @@ def test_ctrl_c_on_a_local_cluster_keeps_what_is_done_and_shows_no_traceback(tmp
     slow = tmp_path / "slow.json"
     slow.write_text(Params(background="rolling_ball", background_radius=25).to_json())
     # a session of its own: Ctrl-C in a terminal reaches the whole process group, workers included
-    proc = subprocess.Popen([sys.executable, "-m", "segmentation", str(folder), "--out", str(out),
-                             "--scheduler", "local", "--workers", "2", "--settings", str(slow)],
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
+    with cli(str(folder), "--out", str(out), "--scheduler", "local", "--workers", "2", "--settings", str(slow),
+             start_new_session=True) as proc:
         lines = []
         for line in proc.stderr:
             lines.append(line)
@@ -526,11 +533,6 @@ def test_ctrl_c_on_a_local_cluster_keeps_what_is_done_and_shows_no_traceback(tmp
                 break
         lines += proc.stderr.readlines()
         code = proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stderr.close()
     err = "".join(lines)
     assert code == 130, err
     assert "Traceback" not in err and f"stopped: {out} holds the images finished so far" in err
