@@ -44,6 +44,8 @@ from pipeline_bench import best, course_recipe  # noqa: E402
 from synthetic import nuclei_image  # noqa: E402
 
 # Records, in page time, the key press, the first change of the object count and the end of the run.
+# Light on purpose: the page shares the cores with it, so it reads the page only when something changed
+# (the count) or once the script state says the run is over (the pictures), never on every mutation.
 WATCH = """() => {
   const w = window.__bench = {key: null, count: null, done: null, start: null, end: null};
   const value = () => {
@@ -51,21 +53,25 @@ WATCH = """() => {
     return m ? m.querySelector('[data-testid="stMetricValue"]').textContent : null;
   };
   const start = value();
-  document.addEventListener('keydown', () => { if (w.key === null) w.key = performance.now(); }, {capture: true, once: true});
   const app = document.querySelector('[data-testid="stApp"]');
-  let ran = false;
-  const check = () => {
-    if (w.key === null) return;
-    if (w.count === null && value() !== start) w.count = performance.now();
+  let changed = false;
+  const body = new MutationObserver(() => { changed = true; });
+  body.observe(document.body, {subtree: true, childList: true, characterData: true});
+  document.addEventListener('keydown', () => { if (w.key === null) w.key = performance.now(); }, {capture: true, once: true});
+  new MutationObserver(() => {
     const state = app.getAttribute('data-test-script-state');
-    if (state === 'running' && !ran) { ran = true; w.start = performance.now(); }
-    if (ran && state === 'notRunning' && w.end === null) w.end = performance.now();
-    const imgs = [...document.querySelectorAll('img')];
-    if (ran && state === 'notRunning' && !document.querySelector('[data-testid="stStatusWidget"]')
-        && imgs.every(i => i.complete) && w.done === null) w.done = performance.now();
-  };
-  new MutationObserver(check).observe(document.body, {subtree: true, childList: true, attributes: true, characterData: true});
-  setInterval(check, 5);
+    if (w.key === null) return;
+    if (state === 'running' && w.start === null) w.start = performance.now();
+    if (state === 'notRunning' && w.start !== null && w.end === null) w.end = performance.now();
+  }).observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+  const poll = setInterval(() => {
+    if (w.key === null) return;
+    if (w.count === null && changed) { changed = false; if (value() !== start) { w.count = performance.now(); body.disconnect(); } }
+    if (w.end !== null && !document.querySelector('[data-testid="stStatusWidget"]')
+        && [...document.querySelectorAll('img')].every(i => i.complete)) {
+      w.done = performance.now(); clearInterval(poll); body.disconnect();
+    }
+  }, 4);
 }"""
 
 

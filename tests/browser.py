@@ -44,7 +44,8 @@ CHROMIUM_ARGS = [
 ]
 needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium found (/usr/bin/chromium or chromium on PATH)")
 
-__all__ = ["ROOT", "CHROMIUM", "needs_chromium", "free_port", "app_server", "streamlit_url", "launch", "wait_for_run"]
+__all__ = ["ROOT", "CHROMIUM", "needs_chromium", "free_port", "app_server", "streamlit_url", "launch", "wait_for_run",
+           "choose"]
 
 
 def free_port() -> int:
@@ -125,6 +126,15 @@ def wait_for_run(page, timeout: float = 30_000) -> None:
         pass
     expect(app).to_have_attribute("data-test-script-state", "notRunning", timeout=timeout)
     expect(page.locator('[data-testid="stStatusWidget"]')).to_have_count(0, timeout=timeout)
+
+
+def choose(page, label: str, option: str) -> None:
+    """Pick `option` in the sidebar's selectbox `label`, typing it first as a user may: a long list shows only
+    the options that fit, so an option further down is not on the page until the list is filtered."""
+    page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').filter(has_text=label) \
+        .locator("input").click()
+    page.keyboard.type(option.split(" (")[0])
+    page.get_by_role("option", name=option).click()
 
 
 def open_app(browser, url: str, width: int = 1440, height: int = 900):

@@ -9,7 +9,7 @@ import tifffile
 pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
-from browser import launch, needs_chromium, open_app, streamlit_url, upload_image, wait_for_run  # noqa: E402,F401
+from browser import choose, launch, needs_chromium, open_app, streamlit_url, upload_image, wait_for_run  # noqa: E402,F401
 from segmentation import Params, segment  # noqa: E402
 from testdata import SAMPLE  # noqa: E402
 
@@ -63,9 +63,7 @@ def test_manual_cutoff_survives_a_filter_change(streamlit_url):
         page = browser.new_page(viewport={"width": 1440, "height": 900})
         page.goto(streamlit_url)
         wait_for_run(page, 60_000)
-        page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').filter(has_text="Method") \
-            .locator("input").click()
-        page.get_by_role("option", name="Manual").click()
+        choose(page, "Method", "Manual")
         wait_for_run(page)
         box = page.get_by_role("spinbutton", name="…or type the cutoff")
         box.fill("52")
@@ -168,10 +166,7 @@ def test_first_screen_at_1440_and_nothing_cut_at_1024(streamlit_url):
             assert cut == [], f"cut off at {width}×{height}: {cut}"
             _shot(page, f"segment_{width}x{height}.png")
             if width == 1024:  # the longest method name in the metric
-                page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').filter(has_text="Method") \
-                    .locator("input").click()
-                page.keyboard.type("Local")  # the list is long: filter it, as a user may
-                page.get_by_role("option", name="Local (adaptive)").click()
+                choose(page, "Method", "Local (adaptive)")
                 wait_for_run(page, 60_000)
                 expect(page.get_by_text("Threshold (Local)").first).to_be_visible(timeout=30_000)
                 assert page.evaluate(check) == [], "cut off with a local threshold"
