@@ -9,7 +9,6 @@ cluster (:mod:`segmentation.cluster`) into the same zip.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -23,7 +22,7 @@ from .inputs import InputPlan, plan_paths, stage
 from .memory import keep_freed_memory
 from .params import MAX_SETTINGS_BYTES, Params
 from .safety import visible
-from .workers import LocalWorkers
+from .workers import LocalWorkers, default_workers
 
 __all__ = ["main"]
 
@@ -43,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--pattern", metavar="REGEX",
                    help="read each image's condition from its path with a regular expression with named groups, "
                         "e.g. '(?P<well>[A-H]\\d{2})_(?P<treatment>[^_]+)' (default: the first sub-folder)")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="N",
+    p.add_argument("--workers", type=int, default=default_workers(), metavar="N",
                    help="images processed in parallel (default: every core, %(default)s here); "
                    "with --scheduler local, the number of Dask worker processes; ignored with a scheduler address")
     p.add_argument("--scheduler", metavar="ADDRESS",

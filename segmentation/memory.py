@@ -18,8 +18,9 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import sys
+from collections.abc import Callable
 
-__all__ = ["keep_freed_memory"]
+__all__ = ["keep_freed_memory", "hugepage_switch"]
 
 # glibc's mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
@@ -27,15 +28,19 @@ MMAP_THRESHOLD = 32 << 20  # glibc's largest: blocks up to 32 MB come from the r
 TRIM_THRESHOLD = 256 << 20  # free memory kept at the top of a heap before it is given back
 TOP_PAD = 64 << 20  # a heap grows by this much extra, and a whole free heap is kept
 
-try:  # NumPy's switch for asking the kernel for huge pages (read from NUMPY_MADVISE_HUGEPAGE at import)
-    from numpy._core.multiarray import _set_madvise_hugepage
-except ImportError:  # NumPy 1.x
-    try:
-        from numpy.core.multiarray import _set_madvise_hugepage
-    except ImportError:
-        _set_madvise_hugepage = None
-
 _applied: bool | None = None
+
+
+def hugepage_switch() -> Callable[[bool], bool] | None:
+    """NumPy's switch for asking the kernel for huge pages (it returns the previous setting), if it has one."""
+    try:
+        from numpy._core.multiarray import _set_madvise_hugepage
+    except ImportError:  # NumPy 1.x
+        try:
+            from numpy.core.multiarray import _set_madvise_hugepage
+        except ImportError:
+            return None
+    return _set_madvise_hugepage
 
 
 def keep_freed_memory() -> bool:
@@ -55,8 +60,9 @@ def keep_freed_memory() -> bool:
     global _applied
     if _applied is not None:
         return _applied
-    if _set_madvise_hugepage is not None:
-        _set_madvise_hugepage(False)
+    advise = hugepage_switch()
+    if advise is not None:
+        advise(False)
     _applied = False
     if sys.platform.startswith("linux"):
         try:

@@ -18,6 +18,7 @@ as failed (:func:`outcomes`).
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import multiprocessing
 import os
@@ -25,22 +26,54 @@ import sys
 import threading
 import types
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from .memory import keep_freed_memory
 
-__all__ = ["LocalWorkers", "WorkerDied", "shared_workers", "memory_limit", "outcomes"]
+__all__ = ["LocalWorkers", "WorkerDied", "shared_workers", "memory_limit", "outcomes", "start_early",
+           "default_workers"]
 
 _GB = 1 << 30
+# What the forkserver imports once, for every worker it forks.
+PRELOAD = ["segmentation.batch"]
 # A worker runs this much lower in CPU priority than the app (0 = same, 19 = lowest).
 NICENESS = 10
 
 
 class WorkerDied(Exception):
     """The worker process running a job ended without an answer (killed, out of memory, crashed)."""
+
+
+def default_workers() -> int:
+    """One worker per core."""
+    return os.cpu_count() or 1
+
+
+def start_early(argv: Sequence[str]) -> bool:
+    """Start the forkserver that local batch workers come from now, if the command line `argv` will use them.
+
+    Called before this process imports the library: the forkserver imports it
+    (:data:`PRELOAD`) at the same time, on another core, instead of after.
+    Returns whether it was started.
+    """
+    peek = argparse.ArgumentParser(add_help=False)
+    peek.add_argument("--workers", type=int, default=default_workers())
+    peek.add_argument("--scheduler")
+    peek.add_argument("-h", "--help", action="store_true")
+    try:
+        args, _ = peek.parse_known_args(argv)
+    except SystemExit:  # a bad --workers: the command line says so
+        return False
+    if args.help or args.scheduler or args.workers < 2 or "forkserver" not in multiprocessing.get_all_start_methods():
+        return False
+    from multiprocessing import forkserver
+
+    multiprocessing.get_context("forkserver").set_forkserver_preload(PRELOAD)
+    forkserver.ensure_running()
+    return True
 
 
 def memory_limit(workers: int) -> int | None:
@@ -147,7 +180,7 @@ class LocalWorkers:
         method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
         ctx = multiprocessing.get_context(method)
         if method == "forkserver":
-            ctx.set_forkserver_preload(["segmentation.batch"])
+            ctx.set_forkserver_preload(PRELOAD)
         return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_start_worker,
                                    initargs=(self.limit,))
 

@@ -61,3 +61,47 @@ def test_memory_limit_shares_the_machine_and_can_be_set(monkeypatch):
     monkeypatch.setenv("NUCLEI_WORKER_MEMORY_GB", "lots")
     with pytest.raises(ValueError, match="NUCLEI_WORKER_MEMORY_GB"):
         memory_limit(4)
+
+
+# The command line starts the forkserver before it imports the library, so both import at once on two cores.
+EARLY = """
+import sys
+from multiprocessing import forkserver
+from segmentation.workers import start_early
+started = start_early(sys.argv[1:])
+print(started, forkserver._forkserver._forkserver_pid is not None, "numpy" in sys.modules, "skimage" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize("argv, started", [
+    (["in/", "--out", "r.zip", "--workers", "2"], True),
+    (["in/", "--out", "r.zip", "--workers=3"], True),
+    (["in/", "--out", "r.zip", "--workers", "1"], False),  # one worker: the images run in the command's process
+    (["in/", "--out", "r.zip", "--workers", "2", "--scheduler", "local"], False),  # Dask starts its own workers
+    (["--help"], False),
+    (["in/", "--out", "r.zip", "--workers", "two"], False),  # the command line then says what is wrong
+])
+def test_the_command_line_starts_its_workers_before_importing_the_library(argv, started):
+    import subprocess
+    import sys
+
+    from browser import ROOT
+
+    out = subprocess.run([sys.executable, "-c", EARLY, *argv], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    # (NumPy is imported by nothing on the way: the package and this module import it lazily)
+    assert out.stdout.split() == [str(started), str(started), "False", "False"]
+
+
+def test_the_package_imports_its_names_on_first_use():
+    import subprocess
+    import sys
+
+    from browser import ROOT
+
+    code = ("import sys, segmentation; before = 'skimage' in sys.modules; from segmentation import Params, segment; "
+            "print(before, 'skimage' in sys.modules, segment.__module__, 'suggest' in dir(segmentation)); "
+            # the module segmentation.suggest, imported first, does not take the name of its function
+            "import segmentation.batch; from segmentation import suggest; print(type(suggest).__name__)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["False", "True", "segmentation.pipeline", "True", "function"], out.stderr
