@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import sys
 from collections.abc import Callable
 
@@ -48,17 +49,21 @@ def keep_freed_memory() -> bool:
 
     For this whole process; call it once at the start of a program (the app,
     the command line, each batch worker).  Later calls do nothing.  Memory is
-    given back to the kernel only above 256 MB free, so a process stays at
-    about its largest image's working set.
+    given back to the kernel only above 256 MB free (per glibc arena), so a
+    process stays at about its largest image's working set.  The environment
+    variable ``NUCLEI_KEEP_FREED_MEMORY=0`` turns it off.
 
     Returns
     -------
     bool
-        Whether the allocator took the settings (Linux with glibc); elsewhere
-        nothing changes and the answer is False.
+        Whether glibc's allocator took the settings (Linux); elsewhere only
+        NumPy's huge-page advice is switched off, and the answer is False.
     """
     global _applied
     if _applied is not None:
+        return _applied
+    if os.environ.get("NUCLEI_KEEP_FREED_MEMORY", "1").strip() == "0":
+        _applied = False
         return _applied
     advise = hugepage_switch()
     if advise is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -59,6 +60,11 @@ def test_the_setting_is_for_the_whole_process_and_numpy_stops_asking_for_huge_pa
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     _, applied, again, after = out.stdout.split()
     assert (applied, again, after) == ("True", "True", "False")
+    # a server's administrator can turn it off
+    off = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "NUCLEI_KEEP_FREED_MEMORY": "0"})
+    numpy_default, applied, again, after = off.stdout.split()
+    assert (applied, again, after) == ("False", "False", numpy_default)
 
 
 def test_batch_workers_keep_their_memory():
