@@ -2,10 +2,6 @@
 
 import streamlit as st
 
-from segmentation.memory import keep_freed_memory
-
-keep_freed_memory()  # once per server process: each rerun reuses the last one's memory
-
 st.set_page_config(page_title="Nuclei segmentation", page_icon="🔬", layout="wide")
 
 page = st.navigation(

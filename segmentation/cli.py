@@ -19,7 +19,6 @@ from .batch import ImageOutcome, run_batch
 from .cluster import ClusterError, DaskWorkers, connect
 from .conditions import compile_pattern
 from .inputs import InputPlan, plan_paths, stage
-from .memory import keep_freed_memory
 from .params import MAX_SETTINGS_BYTES, Params
 from .safety import visible
 from .workers import LocalWorkers, default_workers
@@ -87,7 +86,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for renamed in plan.renamed:
         print(f"renamed {visible(renamed.original)} -> {renamed.name}: {renamed.reason}", file=sys.stderr)
-    keep_freed_memory()  # this process runs the images itself with one worker
     pool = None
     if args.scheduler is not None:
         try:

@@ -5,7 +5,6 @@ Each batch image is processed in a worker process started by ``forkserver``
 
 - runs at a lower CPU priority, so that the app's interactive reruns go ahead
   of batch work on a shared server;
-- keeps the memory it freed for its next image (:mod:`segmentation.memory`);
 - runs under an address-space limit, so that an image too large for the
   machine fails with a ``MemoryError`` in its own worker instead of taking
   the whole server down.
@@ -30,8 +29,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
-
-from .memory import keep_freed_memory
 
 __all__ = ["LocalWorkers", "WorkerDied", "shared_workers", "memory_limit", "outcomes", "start_early",
            "default_workers"]
@@ -123,7 +120,6 @@ def _warm_up() -> None:
 
 def _start_worker(limit: int | None) -> None:
     """Run in each new worker process."""
-    keep_freed_memory()
     with contextlib.suppress(OSError, AttributeError):
         os.nice(NICENESS)
     one_thread_each()
