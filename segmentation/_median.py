@@ -136,9 +136,10 @@ def _ndi_ns(k: int) -> float:
 def _scipy_extension_differs(shape: tuple[int, ...], k: int) -> bool:
     """True where scipy's 'reflect' is not np.pad's 'symmetric' for this window.
 
-    Along a side of n ≥ 2 px, scipy (1.17) reads a wrong value (its ``cval``)
-    at offsets that are multiples of 2n from 4n before the first pixel on;
-    a window of half-width k // 2 reaches there once k // 2 >= 4n.
+    Along a side of n ≥ 2 px, scipy (1.17) reads a wrong value (usually its
+    ``cval``; not always the same: two calls once disagreed) at offsets that are
+    multiples of 2n from 4n before the first pixel on; a window of half-width
+    k // 2 reaches there once k // 2 >= 4n.  Such images go to scipy as they are.
     """
     return any(n >= 2 and k // 2 >= 4 * n for n in shape)
 

@@ -8,6 +8,7 @@ choice) to its documented tolerance of the exact one.
 from __future__ import annotations
 
 import types
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -177,6 +178,14 @@ MEDIAN_DTYPES = [np.uint8, np.uint16, np.int16, np.float32, np.float64]
 
 
 def assert_same_median(image, size):
+    if _median._scipy_extension_differs(image.shape, size):
+        # scipy reads outside the image here, and what it reads is not reproducible (in one full run of the
+        # suite two calls on the same image disagreed): nothing to compare with, so check it is scipy's answer
+        answer = np.zeros_like(image)
+        with mock.patch.object(_median.ndi, "median_filter", return_value=answer) as scipy_median:
+            assert _median.median_filter(image, size) is answer
+        scipy_median.assert_called_once()
+        return
     out = _median.median_filter(image, size)
     expected = ndi.median_filter(image, size=size)
     assert out.dtype == expected.dtype
