@@ -107,14 +107,18 @@ class BatchReport:
 def output_names(names: Sequence[str]) -> list[str]:
     """Safe, unique output names: relative path without suffix, ``_2`` on clashes.
 
-    >>> output_names(["a/img.tif", "b/img.tif", "a/img.png", "../x.tif"])
-    ['a/img', 'b/img', 'a/img_2', 'x']
+    A file named ``...tif`` has the stem ``..``: it becomes ``image`` too, so
+    that no output name holds a ``.`` or ``..`` step.
+
+    >>> output_names(["a/img.tif", "b/img.tif", "a/img.png", "../x.tif", "a/...tif"])
+    ['a/img', 'b/img', 'a/img_2', 'x', 'a/image']
     """
     out: list[str] = []
     used: set[str] = set()
     for name in names:
         parts = [p for p in PurePosixPath(name.replace("\\", "/")).parts if p not in ("", ".", "..", "/")]
-        stem = "/".join([*parts[:-1], PurePosixPath(parts[-1]).stem]) if parts else "image"
+        leaf = PurePosixPath(parts[-1]).stem if parts else ""
+        stem = "/".join([*parts[:-1], leaf if leaf not in ("", ".", "..") else "image"])
         candidate, n = stem, 1
         while candidate.lower() in used:
             n += 1

@@ -97,8 +97,16 @@ def test_output_names_of_safe_names_stay_inside_the_results_zip(found):
     for out in output_names([safe_name(f) for f in found]):
         assert not out.startswith("/")
         assert not re.match(r"^[A-Za-z]:", out)
-        assert ".." not in PurePosixPath(out).parts
+        assert ".." not in PurePosixPath(out).parts and "." not in out.split("/")
         assert "\\" not in out
+
+
+@pytest.mark.parametrize("found, expected", [
+    ("...tif", "image"), ("...:", "image"), ("..:", "image"), ("a/...:", "a/image"), ("a/b/...tif", "a/b/image"),
+])
+def test_a_file_whose_stem_is_dots_gets_a_plain_name(found, expected):
+    # found by Hypothesis on a fresh clone: '...:' used to give the output name '..'
+    assert output_names([safe_name(found)]) == [expected]
 
 
 # --------------------------------------------------------------------------
