@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import cv2
 import numpy as np
 from scipy import ndimage as ndi
 from skimage import measure, morphology
@@ -93,11 +94,37 @@ def _edt_by_object(objects: ObjectTable, cache: dict | None = None) -> np.ndarra
         key = ("edt", keys[i]) if keys is not None else None
         values = cache.get(key) if key is not None else None
         if values is None:
-            values = ndi.distance_transform_edt(own)[own]
+            values = _edt_values(own)
             if key is not None:
                 cache[key] = values
         out[box][own] = values
     return out
+
+
+# OpenCV's exact transform (Felzenszwalb's) returns sqrt(n), n the integer squared distance, in float32. While
+# n < 2**22 (distances below 2048 px) that float32 is within 0.5 of n when squared, so n is recovered exactly and
+# its float64 square root is scipy's value, bit for bit.
+EXACT_CV2_DISTANCE = 2048.0
+
+
+def _edt_values(own: np.ndarray) -> np.ndarray:
+    """``ndi.distance_transform_edt(own)[own]`` for one object in its box (with OpenCV: twice as fast per object).
+
+    Examples
+    --------
+    >>> own = np.zeros((5, 7), bool)
+    >>> own[1:4, 1:6] = True
+    >>> _edt_values(own).tolist() == ndi.distance_transform_edt(own)[own].tolist()
+    True
+    """
+    own = np.ascontiguousarray(own, dtype=bool)
+    if own.all():  # no background pixel: whatever scipy answers
+        return ndi.distance_transform_edt(own)[own]
+    rooted = cv2.distanceTransform(own.view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[own]
+    if rooted.max() >= EXACT_CV2_DISTANCE:
+        return ndi.distance_transform_edt(own)[own]
+    rooted = rooted.astype(np.float64)
+    return np.sqrt(np.rint(rooted * rooted))
 
 
 def h_maxima(image: np.ndarray, h: float) -> np.ndarray:

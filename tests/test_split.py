@@ -10,8 +10,9 @@ from skimage.feature import peak_local_max
 from skimage.filters import gaussian, threshold_otsu
 from skimage.segmentation import watershed
 
+import segmentation.split as split_module
 from segmentation.params import Params
-from segmentation.split import distance_map, find_seeds, split_objects
+from segmentation.split import EXACT_CV2_DISTANCE, _edt_values, distance_map, find_seeds, split_objects
 
 
 def watershed_recipe(mask, footprint=25, min_distance=10, distance_sigma=0.0):
@@ -225,6 +226,47 @@ def test_distance_map_equals_distance_transform_edt_on_diagonally_touching_objec
         cache: dict = {}
         distance_map(mask, cache=cache)
         np.testing.assert_array_equal(distance_map(mask, cache=cache), ndi.distance_transform_edt(mask))
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_each_objects_transform_equals_scipys_on_random_shapes(seed):
+    # OpenCV's transform, squared back to its integer and rooted in float64: scipy's values, bit for bit
+    rng = np.random.default_rng(seed)
+    for _ in range(40):
+        h, w = (int(n) for n in rng.integers(1, 400, 2))
+        smooth = ndi.gaussian_filter(rng.random((h, w)), float(rng.uniform(0.5, 12)))
+        own = smooth > np.quantile(smooth, rng.uniform(0.05, 0.95))
+        if rng.random() < 0.3:
+            own[rng.integers(0, h), :] = False  # thin gaps and lines
+        if not own.any():
+            continue
+        np.testing.assert_array_equal(_edt_values(own), ndi.distance_transform_edt(own)[own])
+
+
+def _scipy_calls(monkeypatch) -> list:
+    calls = []
+    edt = ndi.distance_transform_edt
+    monkeypatch.setattr(split_module.ndi, "distance_transform_edt", lambda a: calls.append(a.shape) or edt(a))
+    return calls
+
+
+@pytest.mark.parametrize("height, by_scipy", [(int(EXACT_CV2_DISTANCE), False), (int(EXACT_CV2_DISTANCE) + 1, True)])
+def test_distances_at_the_limit_of_float32_go_to_scipy(monkeypatch, height, by_scipy):
+    # background only along the top: distances 1 .. height - 1 (outside the box is not background)
+    own = np.ones((height, 3), bool)
+    own[0] = False
+    expected = ndi.distance_transform_edt(own)[own]
+    calls = _scipy_calls(monkeypatch)
+    np.testing.assert_array_equal(_edt_values(own), expected)
+    assert bool(calls) == by_scipy
+
+
+def test_an_object_without_background_in_its_box_goes_to_scipy(monkeypatch):
+    own = np.ones((4, 6), bool)
+    expected = ndi.distance_transform_edt(own)[own]
+    calls = _scipy_calls(monkeypatch)
+    np.testing.assert_array_equal(_edt_values(own), expected)
+    assert calls == [(4, 6)]
 
 
 @pytest.mark.parametrize("footprint, min_distance", [(25, 10), (5, 1), (3, 1)])
