@@ -8,7 +8,7 @@ from scipy import ndimage as ndi
 from skimage.feature import peak_local_max as skimage_peaks
 
 from segmentation import Params, segment
-from segmentation._peaks import peak_local_max
+from segmentation._peaks import _nonzero, peak_local_max
 from testdata import SAMPLE, require_shared
 
 
@@ -116,3 +116,15 @@ def test_a_cache_on_random_changes(seed):
     smooth = ndi.gaussian_filter(distance, 1.5)  # the whole map changes: computed afresh
     np.testing.assert_array_equal(peak_local_max(smooth, 25, 10, cache=cache),
                                   skimage_peaks(smooth, footprint=np.ones((25, 25)), min_distance=10).reshape(-1, 2))
+
+
+@pytest.mark.parametrize("shape", [(0, 5), (5, 0), (1, 7), (7, 1), (64, 48), (300, 301)])
+def test_nonzero_is_numpys_in_the_same_order(shape):
+    rng = np.random.default_rng(sum(shape))
+    for density in (0.0, 0.001, 0.3, 1.0):
+        mask = rng.random(shape) < density
+        for view in (mask, mask[::2, ::3], mask.T):
+            expected = np.transpose(np.nonzero(view))
+            got = _nonzero(view)
+            np.testing.assert_array_equal(got, expected)
+            assert got.shape == expected.shape and got.dtype == expected.dtype
