@@ -47,6 +47,11 @@ SCHEMA_VERSION = 1
 # A settings file is a few hundred bytes; refuse anything far larger or deeper before parsing it.
 MAX_SETTINGS_BYTES = 64 * 1024
 MAX_SETTINGS_DEPTH = 8
+MAX_CHANNELS = 32  # positive calls: channels, and the length of a channel's name
+MAX_CHANNEL_NAME = 60
+# the longest value a link may carry for a setting: a number, or every positive call ("name:cutoff;" each)
+MAX_QUERY_VALUE = 100
+MAX_QUERY_CUTOFFS = MAX_CHANNELS * (MAX_CHANNEL_NAME + 2 + MAX_QUERY_VALUE)
 
 # The pipeline's stages in order; each setting belongs to exactly one.
 STAGES = ("plane", "filter", "threshold", "refine", "split", "objects", "measure")
@@ -127,10 +132,10 @@ class Setting:
         elif kind == "cutoffs":
             if not isinstance(v, tuple) or not all(isinstance(p, tuple) and len(p) == 2 for p in v):
                 raise ValueError(f"{name} must be channel names and cutoffs, like {{\"EdU\": 500}}; got {_short(v)}")
-            if len(v) > 32:
-                raise ValueError(f"{name} takes at most 32 channels; got {len(v)}")
+            if len(v) > MAX_CHANNELS:
+                raise ValueError(f"{name} takes at most {MAX_CHANNELS} channels; got {len(v)}")
             for channel, cutoff in v:
-                if not isinstance(channel, str) or not re.fullmatch(r"[A-Za-z0-9_]{1,60}", channel):
+                if not isinstance(channel, str) or not re.fullmatch(rf"[A-Za-z0-9_]{{1,{MAX_CHANNEL_NAME}}}", channel):
                     raise ValueError(f"{name}: channel names are letters, digits and _ (as in the measurement "
                                      f"columns); got {_short(channel)}")
                 if not _is_number(cutoff) or abs(cutoff) == math.inf:
@@ -507,7 +512,7 @@ class Params:
             if name not in SETTINGS:
                 continue
             try:
-                value = _from_text(SETTINGS[name], str(text)[:100])
+                value = _from_text(SETTINGS[name], str(text))
                 SETTINGS[name].check(name, value)
                 values[name] = value
             except ValueError as exc:
@@ -636,6 +641,9 @@ def _in_words(name: str, value: Any, default: Any) -> str:
 def _from_text(spec: Setting, text: str) -> Any:
     """A setting's value from its text in a URL (see :meth:`Params.to_query`)."""
     kind = spec.kind
+    longest = MAX_QUERY_CUTOFFS if kind == "cutoffs" else MAX_QUERY_VALUE
+    if len(text) > longest:  # never cut it: a shorter text may be another valid value
+        raise ValueError(f"longer than {longest} characters")
     if kind in ("choice",):
         return text
     if kind == "cutoffs":

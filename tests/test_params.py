@@ -10,6 +10,9 @@ import pytest
 from segmentation.params import (
     AUTO_THRESHOLD_METHODS,
     HELP,
+    MAX_CHANNEL_NAME,
+    MAX_CHANNELS,
+    MAX_QUERY_VALUE,
     MAX_SETTINGS_BYTES,
     SETTINGS,
     SCHEMA_NAME,
@@ -284,3 +287,21 @@ def test_many_unknown_keys_give_a_short_message():
     with pytest.raises(ValueError) as info:
         Params.from_dict(values)
     assert len(str(info.value)) < 1000 and "9,995 more" in str(info.value)
+
+
+def test_every_positive_call_survives_a_link_at_the_longest():
+    names = [f"{i:02d}".ljust(MAX_CHANNEL_NAME, "x") for i in range(MAX_CHANNELS)]
+    params = Params(positive={name: -1.1125369292536007e-308 * (i + 1) for i, name in enumerate(names)})
+    back, problems = Params.from_query(params.to_query())
+    assert problems == [] and back == params
+
+
+@pytest.mark.parametrize("name, text", [
+    ("sigma", "2." + "0" * (MAX_QUERY_VALUE - 2) + "5"),  # cut at the limit it would read 2.0, a valid sigma
+    ("min_size", "1" * (MAX_QUERY_VALUE + 1)),
+    ("positive", "EdU:" + "1" * 10_000),
+])
+def test_a_value_too_long_for_a_link_is_named_and_never_cut_to_another_value(name, text):
+    params, problems = Params.from_query({name: text})
+    assert getattr(params, name) == getattr(Params(), name)
+    assert len(problems) == 1 and problems[0].startswith(f"{name}: longer than")
