@@ -6,7 +6,9 @@ command line batch (the same ``run_batch`` code path as the app's Batch page)
 in a fresh process per measurement:
 
 * 8 images with 1 and 2 workers: images per second, against the bare course
-  recipe run in a 2-process pool on the same files in the same run;
+  recipe run in a 2-process pool on the same files in the same run; the
+  recipe run in a 1-process pool too, so that the CLI's 1 -> 2 scaling can be
+  read against what the same cores give the bare recipe;
 * 5 and 20 images with 2 workers: peak memory, which must not grow in
   proportion to the number of images (results stream into the zip).  Only
   these runs sample memory: sampling takes CPU from the workers.
@@ -229,8 +231,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"running: {label} ...", file=sys.stderr, flush=True)
             runs[label] = run_cli(sets[n], workers, Path(tmp) / f"out-{len(runs)}.zip",
                                   memory=label.startswith("memory"))
-        print("running: the bare course recipe in a 2-process pool ...", file=sys.stderr, flush=True)
-        recipe = recipe_pool([sets[args.images] / p.name for p in paths[:args.images]], 2)
+        print("running: the bare course recipe in a 1- and a 2-process pool ...", file=sys.stderr, flush=True)
+        files = [sets[args.images] / p.name for p in paths[:args.images]]
+        recipe_one, recipe = recipe_pool(files, 1), recipe_pool(files, 2)
 
     one, two = runs["1 worker"], runs["2 workers"]
     print(f"{args.images} images {args.side}x{args.side}; cores: {os.cpu_count()}; load before: {load[0]:.1f}")
@@ -242,12 +245,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"1 -> 2 workers: {two['images_per_s'] / one['images_per_s']:.2f} x (the CLI's own time: from before "
           f"it starts its workers to the zip written); whole command, Python's start and imports included: "
           f"{two['images_per_s_wall'] / one['images_per_s_wall']:.2f} x")
+    print(f"  the bare recipe's own 1 -> 2 processes on this machine, its pool's start counted: "
+          f"{recipe / recipe_one:.2f} x ({recipe_one:.3f} -> {recipe:.3f} img/s): what the cores allow this work")
     m_few, m_many = runs[f"memory, {few} images"], runs[f"memory, {many} images"]
     print(f"peak memory (process tree, PSS): {few} images {m_few['peak_tree_pss_mb']:.0f} MB, {many} images "
           f"{m_many['peak_tree_pss_mb']:.0f} MB ({m_many['peak_tree_pss_mb'] / m_few['peak_tree_pss_mb']:.2f} x)")
     print("(the recipe's images/s above is its own reference)")
     if args.json:
-        args.json.write_text(json.dumps({"load_before": load, "runs": runs, "recipe_pool_images_per_s": recipe},
+        args.json.write_text(json.dumps({"load_before": load, "runs": runs, "recipe_pool_images_per_s": recipe,
+                                          "recipe_pool_1_images_per_s": recipe_one},
                                         indent=2))
     return 0
 
