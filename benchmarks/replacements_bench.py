@@ -27,6 +27,7 @@ from pipeline_bench import best, course_recipe  # noqa: E402
 from synthetic import nuclei_image  # noqa: E402
 
 from segmentation import Params, segment  # noqa: E402
+from segmentation._li import threshold_li  # noqa: E402
 from segmentation._peaks import _nonzero, peak_local_max  # noqa: E402
 from segmentation._watershed import ObjectTable, watershed_by_object  # noqa: E402
 from segmentation.filters import apply_filter  # noqa: E402
@@ -52,6 +53,8 @@ def main(size: int = 2048) -> None:
         # its win: an interactive rerun's filter on every core (batch workers use one each)
         (f"Gaussian, sigma 2, {threads} strips", lambda: filters.gaussian(img, sigma=2.0, preserve_range=True),
          lambda: apply_filter(img, "gaussian", sigma=2.0, threads=threads)),
+        ("threshold_li, Gaussian-filtered", lambda: filters.threshold_li(result.filtered),
+         lambda: threshold_li(result.filtered)),
         # its win: the components are counted once per threshold, so a new min size is a table look-up
         ("remove small objects, a new min size", lambda: morphology.remove_small_objects(binary, max_size=9),
          lambda: remove_small(binary, 10, components)),

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from skimage import filters as skfilters
 
+from ._li import threshold_li
 from .errors import SegmentationError
 from .registry import Method
 
@@ -28,9 +29,9 @@ __all__ = [
 ]
 
 
-def _auto(name: str, label: str, help: str) -> Method:
-    """An automatic method of ``skimage.filters``: ``threshold_<name>(image)``."""
-    return Method(label, help, getattr(skfilters, f"threshold_{name}"), f"filters.threshold_{name}(img)")
+def _auto(name: str, label: str, help: str, func=None) -> Method:
+    """An automatic method of ``skimage.filters``: ``threshold_<name>(image)`` (or `func`, which equals it)."""
+    return Method(label, help, func or getattr(skfilters, f"threshold_{name}"), f"filters.threshold_{name}(img)")
 
 
 # Every way of choosing the cutoff.  An automatic method's function takes the
@@ -40,7 +41,8 @@ THRESHOLD_METHODS: dict[str, Method] = {
                      code='s["threshold_value"]'),
     "otsu": _auto("otsu", "Otsu", "Splits the histogram into two classes with the least spread in each "
                   "(the course's default). Best when the histogram has two clear peaks."),
-    "li": _auto("li", "Li", "Minimum cross-entropy: usually a lower cutoff than Otsu, so dim nuclei are kept."),
+    "li": _auto("li", "Li", "Minimum cross-entropy: usually a lower cutoff than Otsu, so dim nuclei are kept.",
+                threshold_li),
     "triangle": _auto("triangle", "Triangle", "A line from the background peak to the brightest bin: for one "
                       "large background peak with a long tail of few bright nuclei (sparse fields)."),
     "yen": _auto("yen", "Yen", "Maximum entropy correlation: often a higher cutoff, for bright, well-separated nuclei."),

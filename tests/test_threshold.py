@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from skimage import filters as skfilters
 
-from testdata import require_shared
+from testdata import SAMPLE, require_shared
+from segmentation import _li
 from segmentation.errors import SegmentationError
 from segmentation.filters import filter_image
 from segmentation.params import AUTO_THRESHOLD_METHODS, Params
@@ -20,7 +21,85 @@ PLAIN = {m: (lambda img, m=m: script_call(THRESHOLD_METHODS[m], img=img)) for m 
 def test_the_course_methods_are_the_plain_scikit_image_calls():
     for m in ("otsu", "li", "triangle", "yen", "isodata", "mean", "minimum"):
         assert THRESHOLD_METHODS[m].code == f"filters.threshold_{m}(img)"
-        assert THRESHOLD_METHODS[m].func is getattr(skfilters, f"threshold_{m}")
+        # Li's replacement gives scikit-image's cutoff bit for bit (tested below)
+        assert THRESHOLD_METHODS[m].func is (_li.threshold_li if m == "li" else getattr(skfilters, f"threshold_{m}"))
+
+
+def _random_images():
+    """Float images of many kinds: spread or piled-up values, offsets, float32, a few pixels, negative values."""
+    rng = np.random.default_rng(7)
+    for i in range(60):
+        shape = (int(rng.integers(1, 70)), int(rng.integers(2, 70)))
+        kind = i % 6
+        if kind == 0:
+            img = rng.random(shape)
+        elif kind == 1:
+            img = rng.exponential(50, shape) + 1e6  # a large offset: the shift by the minimum rounds
+        elif kind == 2:
+            img = np.round(rng.normal(100, 30, shape) * 2) / 2  # few distinct values: the exact tolerance is needed
+        elif kind == 3:
+            img = np.where(rng.random(shape) < 0.2, rng.normal(2500, 300, shape), rng.normal(300, 20, shape))
+        elif kind == 4:
+            img = (rng.random(shape) * 1e-300) * np.array([1, 1e-10])[rng.integers(0, 2, shape)]  # subnormal gaps
+        else:
+            img = rng.normal(-5, 3, shape)
+        yield img.astype(np.float32) if i % 4 == 3 else img
+
+
+def _li_sorting(img) -> tuple[float, list[int]]:
+    """Our Li cutoff of `img`, and the sizes of the arrays it sorted."""
+    sorted_sizes = []
+    unique = np.unique
+    with pytest.MonkeyPatch.context() as mp, np.errstate(all="ignore"):
+        mp.setattr(np, "unique", lambda a, *k, **kw: sorted_sizes.append(a.size) or unique(a, *k, **kw))
+        return _li.threshold_li(img), sorted_sizes
+
+
+def test_li_equals_scikit_images_bit_for_bit_on_random_images(monkeypatch):
+    monkeypatch.setattr(_li, "SAMPLE", 40)  # these small images are sampled as a large one is
+    exact = 0
+    for img in _random_images():
+        with np.errstate(all="ignore"):
+            expected = skfilters.threshold_li(img)
+        got, sorts = _li_sorting(img)
+        assert got == expected or (np.isnan(got) and np.isnan(expected)), img
+        assert np.asarray(got).dtype == np.asarray(expected).dtype
+        exact += img.size > 2 * _li.SAMPLE and sorts[-1] == img.size
+    assert 0 < exact < 30  # both ways of stopping are reached: with the sample's bound, and with the exact gap
+
+
+@pytest.mark.parametrize("img", [np.array([[1.0, np.nan, 3.0, 4.0]]), np.array([[1.0, np.inf, 3.0, 4.0]]),
+                                 np.full((3, 3), 2.5), np.array([[0.0, 0.0, 0.0, 1e-300]]), np.array([[7.0]]),
+                                 np.arange(12, dtype=np.uint16).reshape(3, 4)])
+def test_li_edge_cases_give_scikit_images_answer(img):
+    with np.errstate(all="ignore"):
+        expected, got = skfilters.threshold_li(img), _li.threshold_li(img)
+    assert got == expected or (np.isnan(got) and np.isnan(expected))
+
+
+def test_li_on_filtered_nuclei_equals_scikit_image_without_sorting_every_pixel():
+    from segmentation.io import read_image
+
+    image = read_image(SAMPLE)[0].reshape(512, 512)
+    for params in (Params(), Params(sigma=3.0)):
+        filtered = filter_image(image, params.only("filter"))
+        got, sorted_sizes = _li_sorting(filtered)
+        assert got == skfilters.threshold_li(filtered)
+        assert sorted_sizes == [image.size // (image.size // _li.SAMPLE)]  # a sample, never every pixel
+    for params in (Params(filter="mean", filter_size=9), Params(filter="none")):  # the exact gap, or uint16
+        filtered = filter_image(image, params.only("filter"))
+        assert _li_sorting(filtered)[0] == skfilters.threshold_li(filtered)
+
+
+def test_li_on_real_images_equals_scikit_image():
+    from segmentation.io import read_image
+
+    for path in require_shared()[::7][:12]:
+        image, _ = read_image(path)
+        plane = image if image.ndim == 2 else image.reshape(-1, *image.shape[-2:])[0]
+        for params in (Params(), Params(sigma=2.0)):
+            filtered = filter_image(plane, params.only("filter"))
+            assert _li.threshold_li(filtered) == skfilters.threshold_li(filtered), path.name
 
 
 @pytest.fixture(scope="module")
