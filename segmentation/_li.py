@@ -2,10 +2,10 @@
 
 scikit-image iterates Li's update until a step is no larger than its
 tolerance, half the smallest gap between two distinct intensities, which it
-finds by sorting the whole image (``np.unique``, about 40 ms at 2048×2048,
-a fifth of the call).  Here the iterations are scikit-image's own, line for
-line, so every step is the same number; only the stop is decided with less
-work:
+finds by sorting the whole image (``np.unique``); before that it copies the
+image twice, to drop NaN and infinite values.  Here the iterations are
+scikit-image's own, line for line, so every step is the same number; only
+the stop is decided with less work (110 instead of 180 ms at 2048×2048):
 
 - a step of 0 always stops, and the first step always runs when the mean is
   above 0 (it is measured from ``-2 * tolerance``);
@@ -15,8 +15,8 @@ work:
 - any other step needs the exact tolerance: then the whole image is sorted,
   as scikit-image does.
 
-Integer images (scikit-image iterates on their histogram), and images with
-NaN or infinite values, go to scikit-image.  ``tests/test_threshold.py``
+Integer images (scikit-image iterates on their histogram), images with NaN
+or infinite values, and other float types go to scikit-image.  ``tests/test_threshold.py``
 compares both on real and random images.
 """
 
@@ -54,10 +54,10 @@ def threshold_li(image: np.ndarray) -> float:
             exact.append(np.min(np.diff(np.unique(work))) / 2)
         return exact[0]
 
-    step = max(1, work.size // SAMPLE)
-    sample = np.unique(work[::step])
+    stride = max(1, work.size // SAMPLE)
+    sample = np.unique(work[::stride])
     above = np.min(np.diff(sample)) / 2 if sample.size > 1 else None  # >= the tolerance
-    if step == 1:  # the sample is every pixel: its bound is the tolerance
+    if stride == 1:  # the sample is every pixel: its bound is the tolerance
         exact.append(above)
 
     def goes_on(step) -> bool:  # scikit-image's `step > tolerance`
