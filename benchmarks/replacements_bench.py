@@ -29,6 +29,7 @@ from synthetic import nuclei_image  # noqa: E402
 from segmentation import Params, segment  # noqa: E402
 from segmentation._li import threshold_li  # noqa: E402
 from segmentation._peaks import _nonzero, peak_local_max  # noqa: E402
+from segmentation import _watershed  # noqa: E402
 from segmentation._watershed import ObjectTable, watershed_by_object  # noqa: E402
 from segmentation.filters import apply_filter  # noqa: E402
 from segmentation.display import inner_boundaries, outline_overlay, overlay_png, png_bytes, stretch  # noqa: E402
@@ -48,6 +49,16 @@ def main(size: int = 2048) -> None:
     candidates = (distance > 0) & (distance == ndi.maximum_filter(distance, 25))  # a few pixels per nucleus
     objects = ObjectTable(mask)
     boxes = [objects.own(i) for i in range(objects.count)]
+    # Li's lower cutoff joins more nuclei: some clumps hold seeds of equal height whose order only the whole
+    # image decides; the call that decides it floods only what the queue takes before those seeds
+    li_mask = segment(img, Params(threshold_method="li")).mask
+    li_distance = ndi.distance_transform_edt(li_mask)
+    li_markers, _ = find_seeds(li_distance, li_mask, Params())
+    region_args = []
+    spied = _watershed._queued_before
+    _watershed._queued_before = lambda *args: region_args.append(args) or spied(*args)
+    watershed_by_object(li_distance, li_markers, li_mask)
+    _watershed._queued_before = spied
     threads = min(4, os.cpu_count() or 1)  # as the Segment page's reruns (pages/common.RERUN_THREADS)
     rows = [
         # its win: an interactive rerun's filter on every core (batch workers use one each)
@@ -70,6 +81,10 @@ def main(size: int = 2048) -> None:
         ("nonzero of a sparse 2-D mask", lambda: np.transpose(np.nonzero(candidates)), lambda: _nonzero(candidates)),
         ("watershed", lambda: segmentation.watershed(-distance, markers, mask=mask),
          lambda: watershed_by_object(distance, markers, mask)),
+        *([("watershed, ties decided by the image", lambda: segmentation.watershed(-li_distance, li_markers,
+                                                                                   mask=li_mask),
+             lambda: segmentation.watershed(-li_distance, li_markers, mask=spied(*region_args[0])))]
+          if region_args else []),
         ("outlines (find_boundaries inner)", lambda: segmentation.find_boundaries(labels, mode="inner"),
          lambda: inner_boundaries(labels)),
         ("overlay PNG (RGB vs palette)", lambda: png_bytes(outline_overlay(grey, labels, result.removed)),

@@ -23,8 +23,9 @@ height ("tied" seeds).  Hence:
   order forced by lowering the tied seeds by a few ulps); if every order
   gives the same labels, that is the whole image's answer too.
 
-Two guards keep that last step sound, and each sends the image to one
-whole-image call instead:
+When the orders disagree, or one of two guards of that last step fails, the
+object goes to one call that orders its tied seeds as the whole image does.
+The guards:
 
 - :func:`_can_go_first`: lowering the tied seeds must only decide their own
   order; it may not move them past another pixel of the object (a pixel
@@ -32,6 +33,12 @@ whole-image call instead:
   with a lower neighbour);
 - :data:`MAX_TIE_ORDERS` and :data:`MAX_TIE_SECONDS`: the orders to try grow
   factorially; beyond the cap, or after the time bound, stop trying.
+
+That call floods only the pixels the whole image's queue takes before
+those seeds have left it, their edge neighbours, every seed and the objects
+handed over (:func:`_queued_before`): the queue then goes through the same
+steps up to that moment, so it orders the seeds the same (3.6x faster than
+flooding the whole image again, ``benchmarks/replacements_bench.py``).
 
 ``tests/test_watershed.py`` compares with scikit-image on seeded random
 masks that reach every one of these branches.
@@ -51,9 +58,9 @@ from skimage import segmentation
 
 __all__ = ["ObjectTable", "watershed_by_object", "MAX_TIE_ORDERS", "MAX_TIE_SECONDS"]
 
-# An object whose tied seeds could be queued in more orders than this is flooded with the whole image.
+# An object whose tied seeds could be queued in more orders than this gets the whole image's order of them.
 MAX_TIE_ORDERS = 24
-# The search over orders of tied seeds gives up (whole-image call) after this long for one image.
+# The search over orders of tied seeds gives up (the whole image's order) after this long for one image.
 MAX_TIE_SECONDS = 2.0
 
 
@@ -114,10 +121,10 @@ def watershed_by_object(
         ``ObjectTable(mask)``, when already built.
     trace : collections.Counter, optional
         Counts how each object with several seeds was settled: ``"flooded"``
-        (no tied seeds), ``"orders_agree"``, and the reasons for a whole-image
-        call: ``"too_many_orders"``, ``"cannot_go_first: pixel_just_below"``,
-        ``"cannot_go_first: lower_neighbour"``, ``"orders_disagree"``,
-        ``"time_bound"``; and ``"cached"`` for an object found in `cache`.
+        (no tied seeds), ``"orders_agree"``, and the reasons for taking the whole
+        image's order of its tied seeds: ``"too_many_orders"``,
+        ``"cannot_go_first: pixel_just_below"``, ``"cannot_go_first: lower_neighbour"``,
+        ``"orders_disagree"``, ``"time_bound"``; and ``"cached"`` for an object found in `cache`.
     cache : dict, optional
         Floods of objects seen before, kept between calls: an object with the
         same pixels (and position) and the same seeds (positions, and which
@@ -166,15 +173,19 @@ def watershed_by_object(
     take[pairs[0][one]] = pairs[1][one]
     out = take[objects.labels]
 
-    # objects with several: flood each, those with tied seeds first (they may send us to the whole image)
+    # objects with several: flood each (those with tied seeds may need the whole image's order of them)
     several = np.flatnonzero(labels_in > 1)
     keep = labels_in[seed_object] > 1
     obj, height = seed_object[keep], seed_height[keep]
     by_height = np.lexsort((height, obj))
     obj, height = obj[by_height], height[by_height]
-    tied = np.unique(obj[1:][(obj[1:] == obj[:-1]) & (height[1:] == height[:-1])])
+    same = (obj[1:] == obj[:-1]) & (height[1:] == height[:-1])
+    tied = np.unique(obj[1:][same])
+    # the last height at which each object's tied seeds leave the queue (heights rise along each object's run)
+    tie_level = np.full(objects.count + 1, -np.inf)
+    np.maximum.at(tie_level, obj[1:][same], height[1:][same])
     deadline = time.perf_counter() + MAX_TIE_SECONDS
-    flooded = []
+    flooded, whole = [], []
     keys = objects.keys() if cache is not None else None
     for i in np.concatenate([tied, np.setdiff1d(several, tied, assume_unique=True)]):
         box = objects.boxes[i - 1]
@@ -192,13 +203,46 @@ def watershed_by_object(
         labels, how = _flood_object(-distance[box], seeds, own, deadline)
         trace[how] += 1
         if labels is None:
-            return segmentation.watershed(-distance, markers, mask=objects.mask)
+            whole.append(i)
+            continue
         if key is not None:
             cache[key] = _canonical_labels(labels, own, seed_values, canonical)
         flooded.append((box, own, labels))
     for box, own, labels in flooded:
         out[box][own] = labels[own]
+    if whole:
+        needs = np.zeros(objects.count + 1, dtype=bool)
+        needs[whole] = True
+        inside = needs[objects.labels]
+        region = _queued_before(-distance, markers, objects.mask, inside, tie_level[whole].max())
+        if region is None:
+            return segmentation.watershed(-distance, markers, mask=objects.mask)
+        out[inside] = segmentation.watershed(-distance, markers, mask=region)[inside]
     return out
+
+
+def _queued_before(height: np.ndarray, markers: np.ndarray, mask: np.ndarray, objects: np.ndarray,
+                   level: float) -> np.ndarray | None:
+    """The mask pixels a whole-image call queues before every seed at `level` or below has left the queue.
+
+    Up to that moment the queue has only taken pixels at `level` or below
+    (``height <= level``) and, before them, the seeds, which are all queued at
+    the start; everything it has queued is one of those or an edge neighbour
+    of one.  A call restricted to these pixels and to `objects` therefore
+    queues and takes the same pixels in the same order up to that moment, so
+    it orders those seeds as the whole image does, and each of `objects`
+    (whole in the region) floods the same.  None when the heights or the
+    level are not all finite (then the queue's order is not the heights').
+    """
+    if not (np.isfinite(level) and np.isfinite(height[mask]).all()):
+        return None
+    taken = mask & (height <= level)
+    queued = taken.copy()
+    queued[1:] |= taken[:-1]
+    queued[:-1] |= taken[1:]
+    queued[:, 1:] |= taken[:, :-1]
+    queued[:, :-1] |= taken[:, 1:]
+    return mask & (queued | (markers != 0) | objects)
 
 
 def _seed_groups(seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

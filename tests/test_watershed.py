@@ -16,7 +16,7 @@ from skimage import morphology
 from skimage.filters import gaussian, threshold_otsu
 from skimage.segmentation import watershed
 
-from segmentation._watershed import watershed_by_object
+from segmentation._watershed import _queued_before, watershed_by_object
 from segmentation.params import Params
 from segmentation.split import distance_map, find_seeds
 from test_split import SPLIT_SETTINGS, disk, touching_disks
@@ -128,7 +128,7 @@ def test_symmetric_clump_whose_answer_depends_on_seed_order_floods_the_whole_ima
     trace: Counter = Counter()
     out = watershed_by_object(distance, markers, mask, trace=trace)
     np.testing.assert_array_equal(out, watershed(-distance, markers, mask=mask))
-    assert trace["orders_disagree"] == 1, "the tie should be handed to one whole-image call"
+    assert trace["orders_disagree"] == 1, "the tie should take the whole image's order"
 
 
 def test_tied_seeds_whose_order_does_not_matter_stay_object_by_object(sample):
@@ -146,7 +146,7 @@ def test_tied_seeds_whose_order_does_not_matter_stay_object_by_object(sample):
     out = watershed_by_object(distance, markers, mask, trace=trace)
     np.testing.assert_array_equal(out, watershed(-distance, markers, mask=mask))
     assert trace["orders_agree"] > 0
-    assert set(trace) <= {"flooded", "orders_agree"}, f"no whole-image call expected: {dict(trace)}"
+    assert set(trace) <= {"flooded", "orders_agree"}, f"no object should need the whole image: {dict(trace)}"
 
 
 def test_a_cache_of_floods_gives_the_same_labels_as_flooding_again():
@@ -167,3 +167,70 @@ def test_a_cache_of_floods_gives_the_same_labels_as_flooding_again():
         got = watershed_by_object(distance, markers, mask, cache=cache, trace=trace)
         np.testing.assert_array_equal(got, watershed(-distance, markers, mask=mask), err_msg=f"step {step}")
     assert trace["cached"] > 0 and trace["flooded"] > 0
+
+
+def crowded_case(rng: np.random.Generator):
+    """Many objects in one image, seeds tied within and across objects: several objects need the
+    whole image's order of their tied seeds, while others are flooded deeper or shallower."""
+    h, w = rng.integers(30, 70, 2)
+    mask = ndi.binary_dilation(rng.random((h, w)) < 0.03, iterations=int(rng.integers(2, 5)))
+    pixels = np.flatnonzero(mask)
+    if pixels.size < 10:
+        return None
+    kind = rng.integers(3)
+    distance = ndi.distance_transform_edt(mask)
+    if kind == 1:
+        distance = np.round(distance * 2) / 2
+    elif kind == 2:  # not a distance map: neighbours may differ by more than one
+        distance = np.where(mask, rng.integers(0, 6, (h, w)), 0).astype(float)
+    chosen = rng.choice(pixels, size=min(int(rng.integers(4, 16)), pixels.size), replace=False)
+    levels = np.unique(distance.ravel()[chosen])
+    distance.ravel()[chosen] = rng.choice(levels[-3:], chosen.size)  # a few levels, shared across objects
+    markers = np.zeros(mask.shape, np.int32)
+    markers.ravel()[chosen] = np.arange(1, chosen.size + 1)
+    return distance, markers, mask
+
+
+def test_objects_needing_the_whole_image_are_flooded_in_the_region_queued_before_their_seeds(monkeypatch):
+    import segmentation._watershed as module
+
+    regions = []
+    queued_before = module._queued_before
+
+    def spy(height, markers, mask, objects, level):
+        region = queued_before(height, markers, mask, objects, level)
+        regions.append((np.count_nonzero(region), np.count_nonzero(mask)))
+        return region
+
+    monkeypatch.setattr(module, "_queued_before", spy)
+    rng = np.random.default_rng(11302026)
+    trace: Counter = Counter()
+    for i in range(1200):
+        case = crowded_case(rng)
+        if case is None:
+            continue
+        distance, markers, mask = case
+        got = watershed_by_object(distance, markers, mask, trace=trace)
+        np.testing.assert_array_equal(got, watershed(-distance, markers, mask=mask), err_msg=f"case {i}")
+    assert trace["orders_disagree"] > 50 and trace["too_many_orders"] > 0, dict(trace)
+    assert len(regions) > 50
+    assert sum(r < m for r, m in regions) > len(regions) // 4, "the region should often leave pixels out"
+
+
+def test_queued_before_is_the_seeds_the_pixels_up_to_the_level_their_neighbours_and_the_objects():
+    height = -np.array([[5.0, 4.0, 1.0, 1.0, 1.0],
+                        [4.0, 3.0, 1.0, 0.0, 2.0],
+                        [1.0, 1.0, 1.0, 0.0, 1.0]])
+    mask = height < 0
+    markers = np.zeros(height.shape, np.int32)
+    markers[0, 0], markers[1, 4] = 1, 2
+    objects = np.zeros(height.shape, bool)
+    region = _queued_before(height, markers, mask, objects, level=-3.0)
+    expected = np.array([[1, 1, 1, 0, 0],
+                         [1, 1, 1, 0, 1],
+                         [1, 1, 0, 0, 0]], bool)
+    np.testing.assert_array_equal(region, expected)
+    objects[:, 4] = True
+    assert _queued_before(height, markers, mask, objects, level=-3.0)[:, 4].tolist() == [True, True, True]
+    assert _queued_before(np.where(mask, np.nan, 0.0), markers, mask, objects, level=-3.0) is None
+    assert _queued_before(height, markers, mask, objects, level=-np.inf) is None
