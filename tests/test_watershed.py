@@ -66,16 +66,22 @@ def random_case(rng: np.random.Generator):
     return distance, markers, mask
 
 
-def test_random_ties_equal_one_whole_image_call_and_reach_every_branch():
-    rng = np.random.default_rng(20261130)
+def equal_on_random_cases(make_case, seed: int, n: int) -> Counter:
+    """Compare with one whole-image call on `n` cases of `make_case`; how the objects were settled."""
+    rng = np.random.default_rng(seed)
     trace: Counter = Counter()
-    for i in range(1500):
-        case = random_case(rng)
+    for i in range(n):
+        case = make_case(rng)
         if case is None:
             continue
         distance, markers, mask = case
         got = watershed_by_object(distance, markers, mask, trace=trace)
         np.testing.assert_array_equal(got, watershed(-distance, markers, mask=mask), err_msg=f"case {i}")
+    return trace
+
+
+def test_random_ties_equal_one_whole_image_call_and_reach_every_branch():
+    trace = equal_on_random_cases(random_case, 20261130, 1500)
     for branch in ("flooded", "orders_agree", "orders_disagree", "too_many_orders",
                    "cannot_go_first: pixel_just_below", "cannot_go_first: lower_neighbour"):
         assert trace[branch] > 0, f"the random cases never reached {branch!r}: {dict(trace)}"
@@ -203,15 +209,7 @@ def test_objects_needing_the_whole_image_are_flooded_in_the_region_queued_before
         return region
 
     monkeypatch.setattr(module, "_queued_before", spy)
-    rng = np.random.default_rng(11302026)
-    trace: Counter = Counter()
-    for i in range(1200):
-        case = crowded_case(rng)
-        if case is None:
-            continue
-        distance, markers, mask = case
-        got = watershed_by_object(distance, markers, mask, trace=trace)
-        np.testing.assert_array_equal(got, watershed(-distance, markers, mask=mask), err_msg=f"case {i}")
+    trace = equal_on_random_cases(crowded_case, 11302026, 1200)
     assert trace["orders_disagree"] > 50 and trace["too_many_orders"] > 0, dict(trace)
     assert len(regions) > 50
     assert sum(r < m for r, m in regions) > len(regions) // 4, "the region should often leave pixels out"
