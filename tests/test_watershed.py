@@ -193,7 +193,8 @@ def crowded_case(rng: np.random.Generator):
     levels = np.unique(distance.ravel()[chosen])
     distance.ravel()[chosen] = rng.choice(levels[-3:], chosen.size)  # a few levels, shared across objects
     markers = np.zeros(mask.shape, np.int32)
-    markers.ravel()[chosen] = np.arange(1, chosen.size + 1)
+    shared = rng.random() < 0.3  # some seeds share a label, as the pixels of one h-maxima plateau do
+    markers.ravel()[chosen] = rng.integers(1, 6, chosen.size) if shared else np.arange(1, chosen.size + 1)
     return distance, markers, mask
 
 
