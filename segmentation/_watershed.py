@@ -225,14 +225,14 @@ def _queued_before(height: np.ndarray, markers: np.ndarray, mask: np.ndarray, ob
                    level: float) -> np.ndarray | None:
     """The mask pixels a whole-image call queues before every seed at `level` or below has left the queue.
 
-    Up to that moment the queue has only taken pixels at `level` or below
-    (``height <= level``) and, before them, the seeds, which are all queued at
-    the start; everything it has queued is one of those or an edge neighbour
-    of one.  A call restricted to these pixels and to `objects` therefore
-    queues and takes the same pixels in the same order up to that moment, so
-    it orders those seeds as the whole image does, and each of `objects`
-    (whole in the region) floods the same.  None when the heights or the
-    level are not all finite (then the queue's order is not the heights').
+    The queue takes pixels lowest first, so up to that moment it has taken
+    only pixels at `level` or below (``height <= level``).  It queued every
+    seed at the start, and since then only edge neighbours of pixels it took.
+    A call restricted to these pixels and to `objects` therefore queues and
+    takes the same pixels in the same order up to that moment: it orders
+    those seeds as the whole image does, and each of `objects` (whole in the
+    region) floods the same.  None when the heights or the level are not all
+    finite (then the queue's order is not the heights').
     """
     if not (np.isfinite(level) and np.isfinite(height[mask]).all()):
         return None
