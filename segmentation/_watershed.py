@@ -62,6 +62,8 @@ __all__ = ["ObjectTable", "watershed_by_object", "MAX_TIE_ORDERS", "MAX_TIE_SECO
 MAX_TIE_ORDERS = 24
 # The search over orders of tied seeds gives up (the whole image's order) after this long for one image.
 MAX_TIE_SECONDS = 2.0
+# Heights beyond this (or not numbers) cannot be lowered by a few ulps to order tied seeds: one whole-image call.
+HEIGHT_LIMIT = np.finfo(np.float64).max / 2
 
 
 class ObjectTable:
@@ -135,6 +137,9 @@ def watershed_by_object(
     Returns
     -------
     (M, N) int32 ndarray
+        (scikit-image's own answer, in the markers' type, where a label does
+        not fit int32 or a height is not a finite number well within the
+        float range)
 
     Examples
     --------
@@ -146,6 +151,8 @@ def watershed_by_object(
     """
     mask = np.asarray(mask, dtype=bool)
     distance = np.asarray(distance, dtype=np.float64)
+    if not _plain_numbers(distance, markers):
+        return segmentation.watershed(-distance, markers, mask=mask)
     if seed_px is None:
         markers = np.where(mask, markers, 0).astype(np.int32, copy=False)
         seed_px = np.flatnonzero(markers)
@@ -219,6 +226,20 @@ def watershed_by_object(
             return segmentation.watershed(-distance, markers, mask=objects.mask)
         out[inside] = segmentation.watershed(-distance, markers, mask=region)[inside]
     return out
+
+
+def _plain_numbers(distance: np.ndarray, markers: np.ndarray) -> bool:
+    """Whether every height is a finite number within :data:`HEIGHT_LIMIT` and every label fits int32.
+
+    NaN is caught too: every comparison with it is False.
+    """
+    if distance.size == 0 or not (-HEIGHT_LIMIT < distance.min() and distance.max() < HEIGHT_LIMIT):
+        return False
+    markers = np.asarray(markers)
+    if markers.dtype.kind in "iu" and not np.can_cast(markers.dtype, np.int32):
+        info = np.iinfo(np.int32)
+        return bool(info.min <= markers.min() and markers.max() <= info.max)
+    return True
 
 
 def _queued_before(height: np.ndarray, markers: np.ndarray, mask: np.ndarray, objects: np.ndarray,

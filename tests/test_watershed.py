@@ -233,3 +233,38 @@ def test_queued_before_is_the_seeds_the_pixels_up_to_the_level_their_neighbours_
     assert _queued_before(height, markers, mask, objects, level=-3.0)[:, 4].tolist() == [True, True, True]
     assert _queued_before(np.where(mask, np.nan, 0.0), markers, mask, objects, level=-3.0) is None
     assert _queued_before(height, markers, mask, objects, level=-np.inf) is None
+
+
+@pytest.mark.parametrize("level", [np.finfo(np.float64).max, np.inf, np.nan])
+def test_seeds_tied_where_no_ulp_is_left_below_get_the_whole_image_call(level):
+    # X . A m B on one row: alone, A floods m; in the whole image the queue takes B first
+    mask = np.zeros((3, 5), bool)
+    mask[1, [0, 2, 3, 4]] = True
+    distance = np.zeros((3, 5))
+    distance[1, [0, 2, 4]] = level
+    distance[1, 3] = 1.0
+    markers = np.zeros((3, 5), np.int32)
+    markers[1, 0], markers[1, 2], markers[1, 4] = 3, 1, 2
+    expected = watershed(-distance, markers, mask=mask)
+    assert expected[1].tolist() == [3, 0, 1, 2, 2]
+    np.testing.assert_array_equal(watershed_by_object(distance, markers, mask), expected)
+
+
+@pytest.mark.parametrize("dtype, labels", [(np.int64, (1, 2**32 + 1)), (np.int64, (1, 2**31)),
+                                           (np.uint32, (1, 2**32 - 1)), (np.uint64, (5, 2**40)),
+                                           (np.int64, (-7, 9)), (np.uint16, (1, 2**16 - 1))])
+def test_labels_of_any_integer_type_come_back_as_scikit_image_gives_them(dtype, labels):
+    mask = np.zeros((3, 5), bool)
+    mask[1] = True
+    distance = np.array([[0, 0, 0, 0, 0], [3, 2, 1, 2, 3], [0, 0, 0, 0, 0]], float)
+    markers = np.zeros((3, 5), dtype)
+    markers[1, 0], markers[1, 4] = labels
+    got = watershed_by_object(distance, markers, mask)
+    np.testing.assert_array_equal(got, watershed(-distance, markers, mask=mask))
+    assert set(np.unique(got[1]).tolist()) == set(labels)
+
+
+def test_an_empty_image_gives_empty_labels():
+    empty = np.zeros((0, 5))
+    got = watershed_by_object(empty, np.zeros((0, 5), np.int32), empty > 0)
+    assert got.shape == (0, 5)
