@@ -22,15 +22,15 @@ from synthetic import nuclei_image  # noqa: E402
 
 from segmentation import Params  # noqa: E402
 from segmentation.cache import Cache  # noqa: E402
-from segmentation.compare import DEFAULT_SIGMAS, DEFAULT_WINDOWS, cell_cost, cell_key, compute_cell, filter_grid  # noqa: E402
+from segmentation.compare import DEFAULT_SIGMAS, DEFAULT_WINDOWS, cell_key, compute_cell, filter_grid, slowest_first  # noqa: E402
 
 
 def grid_seconds(image, params: Params, stages: Cache, cells: Cache) -> tuple[float, int]:
     """Wall time of one grid, as the page computes it (slowest cells first, two threads)."""
     grid = [c.params for row in filter_grid(params, DEFAULT_SIGMAS, DEFAULT_WINDOWS) for c in row.cells]
     start = time.perf_counter()
-    futures = [cells.submit(("bench", cell_key(p)), compute_cell, image, p, "bench", stages)
-               for p in sorted(grid, key=lambda p: -cell_cost(p))]
+    futures = [cells.submit(("bench", cell_key(grid[i])), compute_cell, image, grid[i], "bench", stages)
+               for i in slowest_first(grid, "bench", stages)]
     counts = [f.result().count for f in futures]
     return time.perf_counter() - start, sum(counts)
 

@@ -58,7 +58,7 @@ def submit(image, cells: list[cmp.Cell]) -> list[Future]:
     have in common (every threshold cell's filter, say) are computed once.
     """
     futures: list[Future | None] = [None] * len(cells)
-    for i in sorted(range(len(cells)), key=lambda i: -cmp.cell_cost(cells[i].params)):
+    for i in cmp.slowest_first([c.params for c in cells], image.key, caches().stages):
         p = cells[i].params
         futures[i] = caches().cells.submit((image.key, cmp.cell_key(p)), cmp.compute_cell, image.plane, p,
                                            image.key, caches().stages)

@@ -31,8 +31,8 @@ from .refine import connected_components, filter_objects, refine_mask
 from .split import SplitResult, split_objects
 from .threshold import ThresholdResult, threshold_image
 
-__all__ = ["Note", "Stages", "Result", "run_stages", "filter_stage", "measure_stages", "keep_objects", "removed_pixels",
-           "finish"]
+__all__ = ["Note", "Stages", "Result", "run_stages", "filter_stage", "filter_key", "measure_stages", "keep_objects",
+           "removed_pixels", "finish"]
 
 # Above this share of foreground pixels the nuclei are probably dark on bright.
 MOSTLY_FOREGROUND = 0.5
@@ -199,8 +199,13 @@ def filter_stage(image: np.ndarray, params: Params, *, image_key: Hashable = "im
                  cache: Any = None, threads: int = 1) -> tuple[np.ndarray, tuple]:
     """Only the first stage: the filtered image and its cache key (the same as :func:`run_stages`')."""
     cache = cache if cache is not None else _NoCache()
-    key = _key((image_key,), "filter", params)
+    key = filter_key(params, image_key)
     return cache.get(key, lambda: filter_image(image, params.only("filter"), threads)), key
+
+
+def filter_key(params: Params, image_key: Hashable = "image") -> tuple:
+    """The cache key of the filtered image (to look it up without computing it)."""
+    return _key((image_key,), "filter", params)
 
 
 def measure_stages(stages: Stages, params: Params, *, cache: Any = None, pixel_scale: float = 1.0,

@@ -18,11 +18,13 @@ from segmentation.compare import (
     outline_picture,
     overview_picture,
     parse_values,
+    slowest_first,
     split_grid,
     split_lines,
     threshold_cells,
 )
 from segmentation.params import AUTO_THRESHOLD_METHODS
+from segmentation.stages import filter_stage
 
 
 # --- each cell is segment() with the cell's settings ------------------------------
@@ -194,3 +196,46 @@ def test_the_busiest_region_is_where_the_nuclei_are(sample):
     cy, cx = busiest_region(sparse, 128)
     assert 400 <= cy < 560 and 600 <= cx < 760
     assert busiest_region(np.zeros((50, 60)), 16) == (25, 30)
+
+
+# --- the order the cells start in ---------------------------------------------------
+
+
+def _grid(method: str = "otsu") -> list[Params]:
+    base = Params(threshold_method=method, threshold_value=1000.0 if method == "manual" else None)
+    return [c.params for row in filter_grid(base, (1.0, 5.0), (3, 15)) for c in row.cells]
+
+
+def _label(p: Params) -> str:
+    return f"{p.filter} {p.sigma if p.filter == 'gaussian' else p.filter_size}"
+
+
+def test_before_any_filter_has_run_the_widest_median_starts_first():
+    grid = _grid()
+    order = [_label(grid[i]) for i in slowest_first(grid, "img", Cache(1 << 30))]
+    assert order[:2] == ["median 15", "median 3"]
+    assert sorted(order) == sorted(_label(p) for p in grid)
+
+
+@pytest.mark.parametrize("method", ["li", "otsu"])
+def test_after_a_threshold_change_the_float_images_start_first_and_new_filters_before_them(method):
+    image = (np.random.default_rng(0).random((64, 64)) * 4000).astype(np.uint16)
+    cache = Cache(1 << 30)
+    grid = _grid(method)
+    for p in grid:
+        if not (p.filter == "gaussian" and p.sigma == 5.0):  # its filter has not run yet
+            filter_stage(image, p, image_key="img", cache=cache)
+    order = [grid[i] for i in slowest_first(grid, "img", cache)]
+    assert _label(order[0]) == "gaussian 5.0", "a cell still to filter has the most to do"
+    kinds = [filter_stage(image, p, image_key="img", cache=cache)[0].dtype.kind for p in order[1:]]
+    assert kinds == sorted(kinds, key=lambda k: k != "f"), f"float images first: {kinds}"
+    assert "f" in kinds and "u" in kinds
+
+
+def test_a_manual_cutoff_costs_the_same_on_every_filtered_image():
+    image = (np.random.default_rng(0).random((64, 64)) * 4000).astype(np.uint16)
+    cache = Cache(1 << 30)
+    grid = _grid("manual")
+    for p in grid:
+        filter_stage(image, p, image_key="img", cache=cache)
+    assert slowest_first(grid, "img", cache) == list(range(len(grid)))
