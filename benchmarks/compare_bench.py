@@ -4,9 +4,9 @@
 
 The grid is the page's default (no filter; mean and median 3/5/9/15 px;
 Gaussian sigma 1/2/3/5 px: 13 distinct cells), computed as the page does: each
-cell runs the stage runner on the server's shared stage cache, two cells at a
-time.  After a threshold change every filtered image is reused; only
-threshold, refine and split run again.  The bare course recipe, timed in the
+cell runs the stage runner on a stage cache of the server's size, two cells
+at a time.  After a threshold change the filtered images still in that
+cache are reused; threshold, refine and split run again.  The bare course recipe, timed in the
 same run, is the reference.
 """
 
@@ -22,6 +22,9 @@ from synthetic import nuclei_image  # noqa: E402
 
 from segmentation import Params  # noqa: E402
 from segmentation.cache import Cache  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from pages.common import new_caches  # noqa: E402
 from segmentation.compare import DEFAULT_SIGMAS, DEFAULT_WINDOWS, cell_key, compute_cell, filter_grid, slowest_first  # noqa: E402
 
 
@@ -38,7 +41,8 @@ def grid_seconds(image, params: Params, stages: Cache, cells: Cache) -> tuple[fl
 def main(size: int = 2048) -> None:
     image = nuclei_image(size)
     base = best(lambda: course_recipe(image))
-    stages, cells = Cache(3 << 30), Cache(1 << 30, workers=2)
+    server = new_caches()  # the server's cache sizes: what it keeps decides what a change recomputes
+    stages, cells = server.stages, server.cells
     fresh, _ = grid_seconds(image, Params(), stages, cells)
     after = {}
     for method in ("li", "triangle", "yen"):  # Li iterates over the whole image: the slowest change

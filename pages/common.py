@@ -82,6 +82,11 @@ class Caches:
 
 @st.cache_resource(show_spinner=False)
 def caches() -> Caches:
+    return new_caches()
+
+
+def new_caches() -> Caches:
+    """Empty caches sized as the server's (``benchmarks/compare_bench.py`` runs the grid on them too)."""
     return Caches(
         files=Cache(CACHE_BYTES // 4),
         stages=Cache(CACHE_BYTES // 2),
