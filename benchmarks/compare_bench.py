@@ -6,8 +6,8 @@ The grid is the page's default (no filter; mean and median 3/5/9/15 px;
 Gaussian sigma 1/2/3/5 px: 13 distinct cells), computed as the page does: each
 cell runs the stage runner on a stage cache of the server's size, two cells
 at a time.  After a threshold change the filtered images still in that
-cache are reused; threshold, refine and split run again.  The bare course recipe, timed in the
-same run, is the reference.
+cache are reused; threshold, refine and split run again.  The bare course
+recipe, timed in the same run, is the reference.
 """
 
 from __future__ import annotations
