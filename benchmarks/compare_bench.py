@@ -25,7 +25,8 @@ from segmentation.cache import Cache  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pages.common import new_caches  # noqa: E402
-from segmentation.compare import DEFAULT_SIGMAS, DEFAULT_WINDOWS, cell_key, compute_cell, filter_grid, slowest_first  # noqa: E402
+from segmentation.compare import (  # noqa: E402
+    DEFAULT_SIGMAS, DEFAULT_WINDOWS, cell_key, compute_cell, filter_grid, slowest_first)
 
 
 def grid_seconds(image, params: Params, stages: Cache, cells: Cache) -> tuple[float, int]:
